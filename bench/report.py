@@ -1,0 +1,47 @@
+"""Writes one benchmark's section into BENCHMARKS.md, leaving the other sections alone."""
+
+from __future__ import annotations
+
+import platform
+import re
+import shlex
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nEvery figure below was written by the command shown with it; rerun it to reproduce.\n"
+
+
+def machine() -> str:
+    import os
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}"
+    )
+
+
+def command() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def update_section(title: str, body: str) -> None:
+    """Replace (or append) the section ``## title`` with ``body``, stamped with the command."""
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
+    stamp = (
+        f"Command: `{command()}`  \n"
+        f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}\n\n"
+    )
+    section = f"## {title}\n\n{stamp}{body.strip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    BENCHMARKS.write_text(text.rstrip() + "\n")
+    print(section)

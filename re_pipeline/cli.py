@@ -1,0 +1,252 @@
+"""``re-pipeline``: the command line. Each sub-command is a thin wrapper over the package.
+
+Settings come from the environment (``RE_PIPELINE_*``, ``DATABASE_URL``); the
+global flags below override them for one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from re_pipeline.config import SAMPLE_CORPUS, Settings
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(database_url=args.database_url, home=args.home)
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from re_pipeline.kg import connect
+
+    return connect(_settings(args))
+
+
+def _print_counts(title: str, counts: dict[str, Any]) -> None:
+    print(f"{title}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from re_pipeline.db import get_engine, redacted, resolve_url
+    from re_pipeline.kg import schema
+
+    settings = _settings(args)
+    engine = get_engine(settings)
+    print(f"database: {redacted(resolve_url(settings))}")
+    if args.db_command == "init":
+        applied = schema.apply(engine)
+        print(f"applied {len(applied)} migration(s): {', '.join(m.path.name for m in applied) or 'none pending'}")
+        return 0
+    pending = 0
+    for st in schema.status(engine):
+        state = "applied " + st.applied_at if st.applied_at else "PENDING"
+        pending += st.applied_at is None
+        warn = "" if st.checksum_ok else "  (file changed since it was applied!)"
+        print(f"  {st.migration.path.name:<32} {state}{warn}")
+    print(f"{pending} pending")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from re_pipeline.pipeline import ingest_corpus
+
+    settings = _settings(args).with_(shard_size=args.shard_size, max_doc_chars=args.max_doc_chars)
+    engine = None if args.no_db else _engine(args)
+    report = ingest_corpus(
+        engine,
+        args.corpus,
+        args.out,
+        incremental=args.incremental,
+        source_name=args.source,
+        shard_size=settings.shard_size,
+        max_chars=settings.max_doc_chars,
+        overwrite=args.overwrite,
+    )
+    print(report.summary())
+    if report.counts["quarantined"]:
+        print(f"quarantined records and reasons: {report.quarantine_file}")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from re_pipeline.pipeline import load_shards
+
+    counts = load_shards(_engine(args), args.results)
+    _print_counts("load", counts)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from re_pipeline.pipeline import import_annotated
+
+    report, counts = import_annotated(_engine(args), args.corpus, source_name=args.source)
+    print(report.summary())
+    _print_counts("import-annotated", counts)
+    return 0
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        params[key] = None if value.lower() == "null" else value
+    return params
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from re_pipeline.kg import queries
+
+    engine = _engine(args)
+    params = _params(args.param)
+    if args.list:
+        for name, path in queries.named_queries().items():
+            summary = path.read_text().splitlines()[0].lstrip("- ")
+            print(f"{name:<28} {summary}  params: {', '.join(queries.query_params(path.read_text())) or '-'}")
+        return 0
+    if args.name:
+        result = queries.run_named(engine, args.name, params, _settings(args).query_timeout_ms)
+    elif args.sql:
+        sql = Path(args.sql[1:]).read_text() if args.sql.startswith("@") else args.sql
+        result = queries.run_readonly(engine, sql, params, _settings(args).query_timeout_ms)
+    else:
+        raise SystemExit("give SQL (or @file.sql), --name QUERY, or --list")
+    print(queries.render(result, args.format))
+    return 0
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    from re_pipeline.kg import queries
+
+    result = queries.facts(
+        _engine(args), entity=args.entity, relation=args.relation, min_confidence=args.min_confidence, limit=args.limit
+    )
+    print(queries.render(result, args.format))
+    return 0
+
+
+DEMO_QUERIES = [
+    ("Most-supported facts", "most_supported_facts", {"limit": 8}),
+    ("Relations of an entity ('United States')", "relations_of_entity", {"entity": "United States", "limit": 8}),
+    ("Facts the last run added", "facts_added_by_run", {"run_id": None, "limit": 5}),
+]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from re_pipeline.kg import queries
+    from re_pipeline.pipeline import import_annotated
+
+    engine = _engine(args)
+    print(f"Importing the sample corpus {SAMPLE_CORPUS.name} (Re-DocRED, MIT) with its gold annotations ...")
+    report, counts = import_annotated(engine, SAMPLE_CORPUS)
+    print(report.summary())
+    _print_counts("loaded", counts)
+    for title, name, params in DEMO_QUERIES:
+        sql = queries.named_queries()[name].read_text()
+        print(f"\n== {title}: sql/queries/{name}.sql ==\n{sql.strip()}\n-- params: {json.dumps(params)}")
+        print(queries.render(queries.run_named(engine, name, params)))
+    print("\nTry: re-pipeline facts --entity Berlin   |   re-pipeline query 'SELECT count(*) FROM facts'")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="re-pipeline",
+        description="Turn document corpora into a queryable knowledge graph in PostgreSQL.",
+        epilog="Without DATABASE_URL/--database-url an embedded PostgreSQL is started under --home.",
+    )
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL, else embedded)")
+    parser.add_argument("--home", help="working folder for the embedded database (default: .re_pipeline)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("db", help="create or inspect the knowledge-graph schema")
+    p.add_argument("db_command", choices=["init", "status"], help="init: apply pending migrations; status: list them")
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser(
+        "ingest",
+        help="normalize and sentence-split a corpus into Parquet shards",
+        description="Read JSONL ({id,title,text,date}), .txt files, DocRED-format .json or Parquet (file, folder or "
+        "glob), quarantine bad records with a reason, and write shard-NNNNN.parquet files.",
+    )
+    p.add_argument("corpus", help="a file, a folder (searched recursively) or a glob pattern")
+    p.add_argument("--out", required=True, help="output folder for shards, quarantine.jsonl, ingest_report.json")
+    p.add_argument("--source", help="source name, the prefix of document ids (default: the corpus file/folder name)")
+    p.add_argument("--shard-size", type=int, help="documents per shard (default 1000)")
+    p.add_argument("--max-doc-chars", type=int, help="quarantine documents longer than this (default 1,000,000)")
+    p.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
+    p.add_argument("--incremental", action="store_true", help="skip documents already loaded with the same content")
+    p.add_argument("--no-db", action="store_true", help="do not touch the database (quarantine goes to the file only)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("load", help="bulk-load extraction results (Parquet shards) into the knowledge graph")
+    p.add_argument("results", nargs="+", help="result shards or folders of them")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser(
+        "import-annotated", help="ingest a DocRED-format corpus and load its gold entities and relations"
+    )
+    p.add_argument("corpus", help="DocRED-format JSON file (or folder/glob of them)")
+    p.add_argument("--source", help="source name (default: the file name)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "query",
+        help="run read-only SQL over the knowledge graph",
+        description="Runs in a READ ONLY transaction. Example: re-pipeline query "
+        "\"SELECT head, relation, tail FROM triples LIMIT 5\"; or --name most_supported_facts --param limit=5.",
+    )
+    p.add_argument("sql", nargs="?", help="SQL text, or @path/to/file.sql")
+    p.add_argument("--name", help="an example query from sql/queries (see --list)")
+    p.add_argument("--list", action="store_true", help="list the example queries and their parameters")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind :NAME (repeatable)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("facts", help="list deduplicated facts, filtered")
+    p.add_argument("--entity", help="entity name (substring, case-insensitive) as head or tail")
+    p.add_argument("--relation", help="relation id (P17) or name (country)")
+    p.add_argument("--min-confidence", type=float, default=0.0)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_facts)
+
+    p = sub.add_parser("demo", help="load the bundled sample corpus and show example queries")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        import sqlalchemy.exc
+
+        if isinstance(e, sqlalchemy.exc.DBAPIError):
+            print(f"database error: {e.orig}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""DocRED JSON <-> ``Document``, token-level features, and padded batches.
+
+A document is tokenized once into one subword sequence (its sentences flattened);
+each mention becomes a subword range and each entity a list of mention indexes.
+Which entity pairs a batch scores is the caller's choice (all pairs, the 3:1
+sample of step 1, or only the related pairs of step 2), so one collate function
+serves every task.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from re_pipeline.config import DATA_DIR
+from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
+from re_pipeline.encoder import tokenize_words
+from re_pipeline.text import from_tokens
+
+#: Tasks and what their label columns mean: step 1 "related?", step 2 the relation
+#: types, one-step N/A (column 0) followed by the relation types.
+TASKS = ("step1", "step2", "onestep")
+
+Pair = tuple[int, int]
+
+
+def relation_types(path: str | Path | None = None) -> list[str]:
+    """The relation P-ids in DocRED's ``rel_info.json`` order (96 for DocRED)."""
+    path = Path(path) if path else DATA_DIR / "rel_info.json"
+    if not path.exists():  # the shipped copy may not be there yet in a fresh checkout
+        path = Path(__file__).resolve().parents[3] / "shared" / "data" / "redocred" / "rel_info.json"
+    return list(json.loads(path.read_text()))
+
+
+def num_labels(task: str, num_relations: int) -> int:
+    return {"step1": 1, "step2": num_relations, "onestep": num_relations + 1}[task]
+
+
+def parse_slice(spec: str | None) -> slice:
+    """``"0:400"`` -> ``slice(0, 400)``, ``"-100:"`` -> the last 100; None -> everything."""
+    if not spec:
+        return slice(None)
+    parts = [int(p) if p.strip() else None for p in spec.split(":")]
+    if len(parts) != 2:
+        raise ValueError(f"slice must look like START:END, got {spec!r}")
+    return slice(*parts)
+
+
+def load_docred(path: str | Path, select: str | None = None) -> list[Document]:
+    """DocRED-format JSON (``title``, ``sents``, ``vertexSet``, ``labels``) as Documents
+    with ``gold`` filled; ``select`` is an optional ``START:END`` slice of the file."""
+    records = json.loads(Path(path).read_text())[parse_slice(select)]
+    return [docred_to_document(r) for r in records]
+
+
+def docred_to_document(record: dict[str, Any]) -> Document:
+    text, sentences = from_tokens(record["sents"])
+    entities = [
+        Entity([Mention(m["sent_id"], m["pos"][0], m["pos"][1], m["name"], m["type"]) for m in vertex])
+        for vertex in record["vertexSet"]
+    ]
+    relations = [
+        Relation(lab["h"], lab["t"], lab["r"], 1.0, list(lab.get("evidence", [])), "gold")
+        for lab in record.get("labels", [])
+    ]
+    title = record.get("title", "")
+    return Document(
+        doc_id=f"docred:{title}",
+        source="docred",
+        external_id=title,
+        text=text,
+        sentences=sentences,
+        title=title,
+        gold=Annotations(entities, relations),
+    )
+
+
+def document_to_docred(doc: Document, annotations: Annotations | None = None) -> dict[str, Any]:
+    """The inverse of :func:`docred_to_document` (gold annotations unless others are given)."""
+    ann = annotations or doc.gold or doc.predicted
+    return {
+        "title": doc.title,
+        "sents": [s.tokens for s in doc.sentences],
+        "vertexSet": [
+            [{"name": m.text, "sent_id": m.sent, "pos": [m.start, m.end], "type": m.type or e.type} for m in e.mentions]
+            for e in ann.entities
+        ],
+        "labels": [{"h": r.head, "t": r.tail, "r": r.type, "evidence": list(r.evidence)} for r in ann.relations],
+    }
+
+
+@dataclass
+class DocFeatures:
+    """One document as the model sees it."""
+
+    title: str
+    input_ids: list[int]  # [CLS] subwords [SEP]
+    mention_spans: list[tuple[int, int]]  # subword [start, end) of every mention
+    entity_mentions: list[list[int]]  # mention indexes of every entity
+    labels: dict[Pair, set[int]] = field(default_factory=dict)  # gold relation indexes per related pair
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity_mentions)
+
+    def all_pairs(self) -> list[Pair]:
+        n = self.num_entities
+        return [(h, t) for h in range(n) for t in range(n) if h != t]
+
+    def related_pairs(self) -> list[Pair]:
+        return sorted(self.labels)
+
+
+def build_features(
+    tokenizer: Any,
+    docs: Sequence[Document],
+    relations: Sequence[str],
+    entities: str = "gold",
+) -> list[DocFeatures]:
+    """Features of ``docs`` using their ``gold`` or ``predicted`` entities; labels
+    come from the gold relations when there are any (unknown types are skipped)."""
+    rel_index = {r: i for i, r in enumerate(relations)}
+    features = []
+    for doc in docs:
+        words = [w.text for s in doc.sentences for w in s.words]
+        batch = tokenize_words(tokenizer, [words])
+        n_tokens = int(batch.attention_mask[0].sum())
+        starts, ends = batch.word_start[0].tolist(), batch.word_end[0].tolist()
+        offsets = [0]
+        for s in doc.sentences:
+            offsets.append(offsets[-1] + len(s.words))
+        ann = doc.gold if entities == "gold" else doc.predicted
+        if ann is None:
+            raise ValueError(f"{doc.doc_id}: no gold annotations")
+        spans, groups = [], []
+        for ent in ann.entities:
+            group = []
+            for m in ent.mentions:
+                first, last = offsets[m.sent] + m.start, offsets[m.sent] + m.end - 1
+                group.append(len(spans))
+                spans.append((starts[first], ends[last]))
+            groups.append(group)
+        labels: dict[Pair, set[int]] = {}
+        if doc.gold is not None and entities == "gold":
+            for rel in doc.gold.relations:
+                if rel.type in rel_index and rel.head != rel.tail:
+                    labels.setdefault((rel.head, rel.tail), set()).add(rel_index[rel.type])
+        features.append(DocFeatures(doc.title, batch.input_ids[0, :n_tokens].tolist(), spans, groups, labels))
+    return features
+
+
+@dataclass
+class Batch:
+    """Padded tensors of a few documents. Every padded slot has a False mask."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    mention_spans: torch.Tensor  # (B, M, 2) subword [start, end)
+    entity_mentions: torch.Tensor  # (B, E, K) mention indexes
+    entity_mention_mask: torch.Tensor  # (B, E, K) bool
+    pairs: torch.Tensor  # (B, P, 2) head and tail entity indexes
+    pair_mask: torch.Tensor  # (B, P) bool
+    labels: torch.Tensor | None = None  # (B, P, C) float multi-hot
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(**{k: (v.to(device) if v is not None else None) for k, v in vars(self).items()})
+
+
+def pair_labels(feature: DocFeatures, pairs: Sequence[Pair], task: str, num_relations: int) -> torch.Tensor:
+    """(P, C) multi-hot labels of ``pairs`` for ``task``."""
+    out = torch.zeros((len(pairs), num_labels(task, num_relations)))
+    for i, pair in enumerate(pairs):
+        rels = feature.labels.get(pair, set())
+        if task == "step1":
+            out[i, 0] = float(bool(rels))
+        elif task == "step2":
+            out[i, list(rels)] = 1.0
+        elif rels:
+            out[i, [r + 1 for r in rels]] = 1.0
+        else:
+            out[i, 0] = 1.0  # one-step: column 0 is N/A
+    return out
+
+
+def collate(
+    features: Sequence[DocFeatures],
+    pairs: Sequence[Sequence[Pair]],
+    task: str | None = None,
+    num_relations: int = 0,
+    pad_id: int = 0,
+) -> Batch:
+    """Pad a few documents and the pairs to score in each; labels only if ``task`` is given."""
+    b = len(features)
+    t = max(len(f.input_ids) for f in features)
+    m = max([1, *(len(f.mention_spans) for f in features)])
+    e = max([1, *(f.num_entities for f in features)])
+    k = max([1, *(len(g) for f in features for g in f.entity_mentions)])
+    p = max([1, *(len(ps) for ps in pairs)])
+    input_ids = torch.full((b, t), pad_id, dtype=torch.long)
+    attention = torch.zeros((b, t), dtype=torch.long)
+    spans = torch.zeros((b, m, 2), dtype=torch.long)
+    ent_mentions = torch.zeros((b, e, k), dtype=torch.long)
+    ent_mask = torch.zeros((b, e, k), dtype=torch.bool)
+    pair_idx = torch.zeros((b, p, 2), dtype=torch.long)
+    pair_mask = torch.zeros((b, p), dtype=torch.bool)
+    labels = torch.zeros((b, p, num_labels(task, num_relations))) if task else None
+    for i, (f, ps) in enumerate(zip(features, pairs, strict=True)):
+        input_ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids)
+        attention[i, : len(f.input_ids)] = 1
+        if f.mention_spans:
+            spans[i, : len(f.mention_spans)] = torch.tensor(f.mention_spans)
+        for j, group in enumerate(f.entity_mentions):
+            ent_mentions[i, j, : len(group)] = torch.tensor(group, dtype=torch.long)
+            ent_mask[i, j, : len(group)] = True
+        if ps:
+            pair_idx[i, : len(ps)] = torch.tensor(ps)
+            pair_mask[i, : len(ps)] = True
+            if labels is not None:
+                labels[i, : len(ps)] = pair_labels(f, ps, task, num_relations)
+    return Batch(input_ids, attention, spans, ent_mentions, ent_mask, pair_idx, pair_mask, labels)
+
+
+def batches(
+    n: int, batch_size: int, lengths: Sequence[int] | None = None, rng: random.Random | None = None
+) -> Iterator[list[int]]:
+    """Index batches: shuffled for training (``rng``), or sorted by length so padding
+    stays small at inference (``lengths``), or in order."""
+    order = list(range(n))
+    if rng is not None:
+        rng.shuffle(order)
+    elif lengths is not None:
+        order.sort(key=lambda i: lengths[i])
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]

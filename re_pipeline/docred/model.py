@@ -1,0 +1,129 @@
+"""The two-step paper's model: document encoder, entity pooling, BiLinear pair scorer.
+
+One class serves all three uses by ``num_labels``: step 1 (1 output: "some relation
+holds"), step 2 (96 relation types) and the one-step baseline (N/A + 96 types).
+Every output is an independent sigmoid, because a pair can hold several relations.
+
+Pipeline (Wang et al. 2019, "Fine-tune Bert for DocRED with Two-step Process"):
+the whole document goes through the encoder (long ones in overlapping windows, see
+``re_pipeline.encoder.encode``); a mention is the mean of its subword embeddings;
+an entity pools its mentions (mean as in the paper, or log-sum-exp as in ATLOP);
+a linear layer projects entities to 128 dims; a BiLinear layer scores (head, tail).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from re_pipeline.docred.data import Batch
+from re_pipeline.encoder import encode, encoder_from_config, load_encoder
+
+
+@dataclass
+class DocREConfig:
+    num_labels: int  # 1 (step 1), 96 (step 2) or 97 (one-step)
+    task: str = "step1"  # "step1", "step2" or "onestep": how the labels are read
+    pooling: str = "mean"  # entity over mentions: "mean" (paper) or "logsumexp" (ATLOP)
+    proj_dim: int = 128
+    dropout: float = 0.1
+    encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's PretrainedConfig, filled on save
+
+
+class DocREModel(nn.Module):
+    def __init__(self, config: DocREConfig, encoder: nn.Module) -> None:
+        super().__init__()
+        if config.pooling not in ("mean", "logsumexp"):
+            raise ValueError(f"unknown pooling {config.pooling!r}")
+        self.config = config
+        self.encoder = encoder
+        d = config.proj_dim
+        self.dropout = nn.Dropout(config.dropout)
+        self.proj = nn.Linear(encoder.config.hidden_size, d)
+        # The BiLinear weight of nn.Bilinear, kept as a tensor so that all pairs of a
+        # batch are scored with two einsums (see pair_logits).
+        bound = 1 / math.sqrt(d)
+        self.bilinear = nn.Parameter(torch.empty(config.num_labels, d, d).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(config.num_labels).uniform_(-bound, bound))
+
+    @classmethod
+    def from_encoder(cls, config: DocREConfig, encoder_name_or_path: str) -> DocREModel:
+        """A new model on top of pretrained encoder weights (for training)."""
+        return cls(config, load_encoder(encoder_name_or_path))
+
+    def mention_embeddings(self, hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+        """(B, M, H) mean of each mention's subwords, from prefix sums: no loop, no
+        (B, M, T) mask. Padded mentions have an empty span and come out as zeros."""
+        prefix = torch.cat([hidden.new_zeros(hidden[:, :1].shape), hidden.float().cumsum(1)], dim=1)
+        start, end = spans[..., 0], spans[..., 1]
+        h = hidden.shape[-1]
+        total = prefix.gather(1, end[..., None].expand(-1, -1, h)) - prefix.gather(
+            1, start[..., None].expand(-1, -1, h)
+        )
+        return total / (end - start).clamp(min=1)[..., None]
+
+    def entity_embeddings(self, mentions: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, E, H) pooled over each entity's mentions; padded slots are masked out
+        and padded entities come out as zeros."""
+        b, e, k = index.shape
+        h = mentions.shape[-1]
+        gathered = mentions.gather(1, index.reshape(b, e * k, 1).expand(-1, -1, h)).reshape(b, e, k, h)
+        m = mask[..., None]
+        if self.config.pooling == "mean":
+            return (gathered * m).sum(2) / m.sum(2).clamp(min=1)
+        pooled = gathered.masked_fill(~m, float("-inf")).logsumexp(2)
+        return pooled.masked_fill(~mask.any(2, keepdim=True), 0.0)
+
+    def pair_logits(self, entities: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """(B, P, C) BiLinear scores of the (head, tail) pairs.
+
+        Scoring the full E x E matrix (entity-side product first, then one dot per
+        pair) costs O(E*C*d^2 + E^2*C*d), far less than O(P*C*d^2) per pair.
+        """
+        x = self.dropout(self.proj(self.dropout(entities)))
+        b, e, _ = x.shape
+        left = torch.einsum("bed,cdk->bcek", x, self.bilinear)
+        scores = torch.einsum("bcek,bfk->bcef", left, x).reshape(b, -1, e * e)
+        flat = (pairs[..., 0] * e + pairs[..., 1])[:, None, :].expand(-1, scores.shape[1], -1)
+        return scores.gather(2, flat).transpose(1, 2) + self.bias
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        hidden = encode(self.encoder, batch.input_ids, batch.attention_mask)
+        mentions = self.mention_embeddings(hidden, batch.mention_spans)
+        entities = self.entity_embeddings(mentions, batch.entity_mentions, batch.entity_mention_mask)
+        return self.pair_logits(entities.float(), batch.pairs)
+
+    @staticmethod
+    def loss(logits: torch.Tensor, labels: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy per output, averaged over the real (unpadded) pairs."""
+        per_pair = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+        return (per_pair * pair_mask).sum() / pair_mask.sum().clamp(min=1)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """``config.json`` (with the encoder's architecture) + ``model.safetensors``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = asdict(self.config) | {"encoder": self.encoder.config.to_dict()}
+        (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: torch.device | str = "cpu") -> DocREModel:
+        """Loads a saved model offline: the encoder is rebuilt from its config, then
+        every weight comes from ``model.safetensors``."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config = DocREConfig(**json.loads((directory / "config.json").read_text()))
+        model = cls(config, encoder_from_config(config.encoder))
+        model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
+        return model.to(device).eval()

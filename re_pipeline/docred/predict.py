@@ -1,0 +1,183 @@
+"""The saved model directory and batched inference for the pipeline.
+
+A model directory holds everything inference needs, offline::
+
+    config.json        mode ("twostep" or "onestep"), relation ids, thresholds
+    step1/ step2/      (or onestep/) each a DocREModel: config.json + model.safetensors
+    tokenizer/         the encoder's tokenizer
+    metrics.json       dev metrics of the kept checkpoint and the per-epoch history
+    curves.png         training curves
+
+Two-step decision rule: a pair is related if step 1's probability reaches
+``thresholds["step1"]``; step 2 then gives it its top type plus every other type
+whose probability reaches ``thresholds["step2"]``. A fact's score is
+p(related) * p(type). One-step rule (DocRED baseline): every (pair, type) whose
+probability reaches ``thresholds["onestep"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from re_pipeline.docred.data import Batch, DocFeatures, Pair, build_features, collate
+from re_pipeline.docred.model import DocREModel
+from re_pipeline.documents import Document, Relation
+from re_pipeline.encoder import autocast, load_tokenizer, resolve_device
+
+#: (head, tail, relation index, score)
+Fact = tuple[int, int, int, float]
+
+MODES = {"twostep": ("step1", "step2"), "onestep": ("onestep",)}
+
+
+@torch.inference_mode()
+def pair_probs(
+    model: DocREModel,
+    features: Sequence[DocFeatures],
+    pairs: Sequence[Sequence[Pair]] | None = None,
+    batch_size: int = 8,
+    pad_id: int = 0,
+) -> list[torch.Tensor]:
+    """Sigmoid probabilities (P_i, C) of each document's pairs (default: all ordered
+    pairs), in input order. Documents go in length-sorted batches to keep padding small."""
+    model.eval()
+    device = next(model.parameters()).device
+    pairs = pairs if pairs is not None else [f.all_pairs() for f in features]
+    out: list[torch.Tensor] = [torch.zeros((0, model.config.num_labels))] * len(features)
+    order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch: Batch = collate([features[i] for i in idx], [pairs[i] for i in idx], pad_id=pad_id).to(device)
+        with autocast(device):
+            probs = model(batch).float().sigmoid().cpu()
+        for row, i in enumerate(idx):
+            out[i] = probs[row, : len(pairs[i])]
+    return out
+
+
+def decode_twostep(pairs: Sequence[Pair], p1: torch.Tensor, p2: torch.Tensor, t1: float, t2: float) -> list[Fact]:
+    """Facts of one document from step-1 probabilities (P,) and step-2 ones (P, R)."""
+    keep = (p1 >= t1).nonzero().flatten().tolist()
+    if not keep:
+        return []
+    sub = p2[keep]
+    chosen = (sub >= t2) | torch.nn.functional.one_hot(sub.argmax(-1), sub.shape[-1]).bool()
+    rows, rels = chosen.nonzero(as_tuple=True)
+    facts = []
+    for row, rel in zip(rows.tolist(), rels.tolist(), strict=True):
+        i = keep[row]
+        facts.append((pairs[i][0], pairs[i][1], rel, float(p1[i] * p2[i, rel])))
+    return facts
+
+
+def decode_onestep(pairs: Sequence[Pair], probs: torch.Tensor, threshold: float) -> list[Fact]:
+    """Facts of one document from one-step probabilities (P, 1 + R); column 0 is N/A."""
+    rows, cols = (probs[:, 1:] >= threshold).nonzero(as_tuple=True)
+    return [
+        (pairs[r][0], pairs[r][1], c, float(probs[r, c + 1])) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+    ]
+
+
+@dataclass
+class DocREPredictor:
+    """The trained model(s) of one mode, their tokenizer, relation ids and thresholds."""
+
+    mode: str
+    models: dict[str, DocREModel]
+    tokenizer: Any
+    relations: list[str]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the training settings
+
+    @property
+    def device(self) -> torch.device:
+        return next(next(iter(self.models.values())).parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def features(self, docs: Sequence[Document], entities: str = "predicted") -> list[DocFeatures]:
+        return build_features(self.tokenizer, docs, self.relations, entities=entities)
+
+    def probabilities(self, features: Sequence[DocFeatures], batch_size: int = 8) -> dict[str, list[torch.Tensor]]:
+        """Every model's probabilities over all ordered pairs (for evaluation and tuning)."""
+        return {
+            task: pair_probs(m, features, batch_size=batch_size, pad_id=self.pad_id) for task, m in self.models.items()
+        }
+
+    def decode(self, features: Sequence[DocFeatures], probs: dict[str, list[torch.Tensor]]) -> list[list[Fact]]:
+        out = []
+        for i, f in enumerate(features):
+            pairs = f.all_pairs()
+            if self.mode == "twostep":
+                t = self.thresholds
+                out.append(decode_twostep(pairs, probs["step1"][i], probs["step2"][i], t["step1"], t["step2"]))
+            else:
+                out.append(decode_onestep(pairs, probs["onestep"][i], self.thresholds["onestep"]))
+        return out
+
+    def facts(self, features: Sequence[DocFeatures], batch_size: int = 8) -> list[list[Fact]]:
+        """Facts per document; in two-step mode step 2 only scores the pairs that step 1 passed."""
+        if self.mode == "onestep":
+            return self.decode(features, self.probabilities(features, batch_size))
+        all_pairs = [f.all_pairs() for f in features]
+        p1 = [p[:, 0] for p in pair_probs(self.models["step1"], features, all_pairs, batch_size, self.pad_id)]
+        keep = [p >= self.thresholds["step1"] for p in p1]
+        passed = [
+            [pairs[k] for k in mask.nonzero().flatten().tolist()] for pairs, mask in zip(all_pairs, keep, strict=True)
+        ]
+        todo = [i for i, ps in enumerate(passed) if ps]
+        p2 = pair_probs(
+            self.models["step2"], [features[i] for i in todo], [passed[i] for i in todo], batch_size, self.pad_id
+        )
+        out: list[list[Fact]] = [[] for _ in features]
+        for i, probs in zip(todo, p2, strict=True):
+            out[i] = decode_twostep(
+                passed[i], p1[i][keep[i]], probs, self.thresholds["step1"], self.thresholds["step2"]
+            )
+        return out
+
+    def predict(self, docs: Sequence[Document], batch_size: int = 8) -> list[Document]:
+        """Fill ``predicted.relations`` (source "twostep" or "onestep") of documents
+        whose ``predicted.entities`` are set; returns the same documents."""
+        features = self.features(docs, entities="predicted")
+        for doc, facts in zip(docs, self.facts(features, batch_size), strict=True):
+            doc.predicted.relations = [
+                Relation(h, t, self.relations[r], score, [], self.mode) for h, t, r, score in facts
+            ]
+        return list(docs)
+
+    def to_docred(self, features: Sequence[DocFeatures], facts: Sequence[Sequence[Fact]]) -> list[dict[str, Any]]:
+        """DocRED's prediction format: {"title", "h_idx", "t_idx", "r", "score"}."""
+        return [
+            {"title": f.title, "h_idx": h, "t_idx": t, "r": self.relations[r], "score": s}
+            for f, fs in zip(features, facts, strict=True)
+            for h, t, r, s in fs
+        ]
+
+    def save(self, directory: str | Path, metrics: dict[str, Any] | None = None) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for task, model in self.models.items():
+            model.save_pretrained(directory / task)
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        config = {"mode": self.mode, "relations": self.relations, "thresholds": self.thresholds, **self.extra}
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
+        if metrics is not None:
+            (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "auto") -> DocREPredictor:
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        dev = resolve_device(device)
+        mode, relations, thresholds = config.pop("mode"), config.pop("relations"), config.pop("thresholds")
+        models = {task: DocREModel.from_pretrained(directory / task, dev) for task in MODES[mode]}
+        return cls(mode, models, load_tokenizer(str(directory / "tokenizer")), relations, thresholds, config)

@@ -1,0 +1,143 @@
+"""Numbered SQL migrations (``sql/NNN_*.sql``), applied once each and recorded.
+
+Each migration runs in its own transaction under an advisory lock, so two
+processes initializing the same database at once apply it exactly once. A
+recorded checksum shows when a migration file was edited after being applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from re_pipeline.config import DATA_DIR, SQL_DIR
+
+_MIGRATION = re.compile(r"^(\d{3})_([\w-]+)\.sql$")
+_LOCK_ID = 0x5E_F1_9E  # arbitrary, constant: serializes migrations across processes
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    migration: Migration
+    applied_at: str | None
+    checksum_ok: bool
+
+
+def migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(sql_dir.glob("*.sql")):
+        m = _MIGRATION.match(path.name)
+        if m:
+            found.append(Migration(m.group(1), m.group(2), path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration numbers in {sql_dir}: {versions}")
+    return found
+
+
+def _ensure_table(conn: Connection) -> None:
+    conn.execute(
+        sa.text(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, name text NOT NULL, checksum char(64) NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+    )
+
+
+def status(engine: Engine) -> list[MigrationStatus]:
+    with engine.begin() as conn:
+        _ensure_table(conn)
+        rows = {r.version: r for r in conn.execute(sa.text("SELECT * FROM schema_migrations"))}
+    out = []
+    for m in migrations():
+        row = rows.get(m.version)
+        out.append(MigrationStatus(m, str(row.applied_at) if row else None, row is None or row.checksum == m.checksum))
+    return out
+
+
+def apply(engine: Engine) -> list[Migration]:
+    """Apply pending migrations in order, then (re)seed relation types. Returns those applied."""
+    applied = []
+    for m in migrations():
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+            _ensure_table(conn)
+            done = conn.execute(sa.text("SELECT 1 FROM schema_migrations WHERE version = :v"), {"v": m.version})
+            if done.first():
+                continue
+            conn.exec_driver_sql(m.sql)
+            conn.execute(
+                sa.text("INSERT INTO schema_migrations (version, name, checksum) VALUES (:v, :n, :c)"),
+                {"v": m.version, "n": m.name, "c": m.checksum},
+            )
+            applied.append(m)
+    with engine.begin() as conn:
+        seed_relation_types(conn)
+    return applied
+
+
+#: Wikidata relations that hold in both directions, and pairs that are each other's inverse
+#: (the merge stage uses these to fold duplicates; see Wikidata's property constraints).
+WIKIDATA_SYMMETRIC = {"P26", "P3373", "P190"}
+WIKIDATA_INVERSES = {"P150": "P131", "P527": "P361", "P1376": "P36", "P355": "P749", "P1366": "P1365", "P156": "P155"}
+
+
+def relation_type_rows() -> list[dict[str, object]]:
+    """The relation schemas the product ships: DocRED's 96 Wikidata relations and CoNLL04's 5."""
+    rows: list[dict[str, object]] = []
+    for pid, name in json.loads((DATA_DIR / "rel_info.json").read_text()).items():
+        rows.append(
+            {
+                "id": pid,
+                "schema": "wikidata",
+                "name": name,
+                "desc": f"Wikidata property {pid}",
+                "sym": pid in WIKIDATA_SYMMETRIC,
+                "inv": WIKIDATA_INVERSES.get(pid),
+            }
+        )
+    conll = json.loads((DATA_DIR / "conll04_types.json").read_text())["relations"]
+    for rid, info in conll.items():
+        rows.append(
+            {"id": rid, "schema": "conll04", "name": info["verbose"], "desc": "", "sym": info["symmetric"], "inv": None}
+        )
+    return rows
+
+
+def seed_relation_types(conn: Connection) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO relation_types (relation_id, schema_name, name, description, is_symmetric)"
+            " VALUES (:id, :schema, :name, :desc, :sym)"
+            " ON CONFLICT (relation_id) DO UPDATE SET schema_name = EXCLUDED.schema_name,"
+            " name = EXCLUDED.name, description = EXCLUDED.description, is_symmetric = EXCLUDED.is_symmetric"
+        ),
+        rows := relation_type_rows(),
+    )
+    # Inverses reference other rows, so they are set once all rows exist.
+    conn.execute(
+        sa.text("UPDATE relation_types SET inverse_of = :inv WHERE relation_id = :id"),
+        [r for r in rows if r["inv"]],
+    )

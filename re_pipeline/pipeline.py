@@ -1,0 +1,78 @@
+"""The pipeline's stages as plain functions, shared by the CLI and the Airflow tasks.
+
+Each stage reads and writes files or the database, records a run in
+``extraction_runs`` and returns its counts, so it can be retried on its own.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from re_pipeline import ingest as ingest_mod
+from re_pipeline.kg import loaded_filter, shard_paths
+from re_pipeline.kg.loader import gold_as_predicted, load_documents, record_quarantine, relation_type_ids
+from re_pipeline.kg.runs import run_record
+
+
+def ingest_corpus(
+    engine: Engine | None,
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    incremental: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> ingest_mod.IngestReport:
+    """Ingest to shards; with an engine, quarantined records also go to the ``quarantine`` table."""
+    if engine is None:
+        return ingest_mod.ingest(source, out_dir, progress=progress, **options)
+    counts: Counter[str] = Counter()
+    with run_record(engine, "ingest", counts) as run_id:
+        report = ingest_mod.ingest(
+            source, out_dir, loaded=loaded_filter(engine) if incremental else None, progress=progress, **options
+        )
+        quarantined = ingest_mod.read_quarantine(report.quarantine_file)
+        if quarantined:
+            with engine.begin() as conn:
+                record_quarantine(conn, run_id, quarantined)
+        counts.update(report.counts)
+    return report
+
+
+def load_shards(
+    engine: Engine, paths: Iterable[str | Path], *, command: str = "load", gold: bool = False, progress: bool = True
+) -> Counter[str]:
+    """Load result shards, one transaction each. ``gold`` loads DocRED gold annotations instead."""
+    from tqdm import tqdm
+
+    files = shard_paths(paths)
+    counts: Counter[str] = Counter()
+    rel_types = relation_type_ids(engine)
+    with run_record(engine, command, counts) as run_id:
+        for path in tqdm(files, desc="load", unit="shard", disable=not progress):
+            docs = ingest_mod.read_shard(path)
+            if gold:
+                annotated = [gold_as_predicted(d) for d in docs if d.gold is not None]
+                counts["skipped_without_annotations"] += len(docs) - len(annotated)
+                docs = annotated
+            report = load_documents(engine, docs, run_id, relation_types=rel_types)
+            counts.update(report.counts)
+            counts["shards"] += 1
+    return counts
+
+
+def import_annotated(
+    engine: Engine, corpus: str | Path, *, work_dir: str | Path | None = None, progress: bool = True, **options: Any
+) -> tuple[ingest_mod.IngestReport, Counter[str]]:
+    """Ingest a DocRED-format corpus and load its gold entities and relations (source model ``gold``)."""
+    with tempfile.TemporaryDirectory(prefix="re-import-") as tmp:
+        out = Path(work_dir) if work_dir else Path(tmp)
+        report = ingest_corpus(engine, corpus, out, overwrite=True, progress=progress, **options)
+        counts = load_shards(engine, report.shards, command="import-annotated", gold=True, progress=progress)
+    return report, counts

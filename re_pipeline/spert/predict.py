@@ -1,0 +1,68 @@
+"""Inference with a trained SpERT model: tokens, raw text or Documents in, entities and relations out.
+
+Sentences are sorted by length and batched with dynamic padding (little wasted
+compute on padding), run under ``torch.inference_mode`` and, on CUDA, bf16
+autocast; results come back in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from re_pipeline.documents import Document
+from re_pipeline.encoder import autocast, load_tokenizer, resolve_device, tokenize_words
+from re_pipeline.spert.data import SentencePrediction, apply_predictions, document_json
+from re_pipeline.spert.model import SpertModel
+
+
+class SpertPredictor:
+    def __init__(self, model: SpertModel, tokenizer: Any, device: str = "auto", batch_size: int = 32) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "auto", batch_size: int = 32) -> SpertPredictor:
+        """A model directory written by training; loads offline."""
+        return cls(SpertModel.from_pretrained(model_dir), load_tokenizer(str(model_dir)), device, batch_size)
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[SentencePrediction]:
+        """Predictions for pre-tokenized sentences, in input order."""
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        out: list[SentencePrediction | None] = [None] * len(sentences)
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.device):
+            for i in range(0, len(order), self.batch_size):
+                chunk = order[i : i + self.batch_size]
+                nonempty = [j for j in chunk if sentences[j]]
+                for j in chunk:
+                    out[j] = SentencePrediction()
+                if nonempty:
+                    words = tokenize_words(self.tokenizer, [list(sentences[j]) for j in nonempty]).to(self.device)
+                    for j, pred in zip(nonempty, self.model.predict(words), strict=True):
+                        out[j] = pred
+        return out  # type: ignore[return-value]
+
+    def predict_documents(self, docs: Sequence[Document]) -> None:
+        """Fill each document's ``predicted`` mentions and sentence-level relations (all sentences batched together)."""
+        sentences = [s.tokens for d in docs for s in d.sentences]
+        preds = self.predict_tokens(sentences)
+        pos = 0
+        for doc in docs:
+            apply_predictions(doc, preds[pos : pos + len(doc.sentences)])
+            pos += len(doc.sentences)
+
+    def predict_text(self, text: str, doc_id: str = "text:0") -> dict[str, Any]:
+        """Raw text -> sentences and words (the ingest tokenizer) -> predictions with character offsets."""
+        from re_pipeline import text as text_mod
+        from re_pipeline.documents import normalize_text
+
+        normalized = normalize_text(text)
+        doc = Document(doc_id, "text", doc_id, normalized, text_mod.split(normalized))
+        self.predict_documents([doc])
+        return document_json(doc)

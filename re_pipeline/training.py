@@ -1,0 +1,187 @@
+"""Generic training utilities shared by every model in the package.
+
+One training-loop skeleton (AdamW, linear warmup then linear decay, gradient
+clipping, per-epoch evaluation, keep-the-best checkpoint), seeding, weight
+save/load and the loss/metric curve. Models supply three callables: the epoch's
+batches, the loss of one batch, and an evaluation; everything else is here so it
+is written once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and torch so sampling, shuffling, init and dropout repeat exactly."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # numpy is optional here
+        pass
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (speed comparisons use one)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and LayerNorm weights (BERT fine-tuning practice, as in SpERT)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def linear_warmup_decay(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate rises linearly from 0 over the warmup steps, then falls linearly to 0."""
+    warmup = int(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 20
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    grad_clip: float = 1.0
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    train_seconds: float
+    eval_seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Callable[[int], Sequence[Any]],
+    loss_fn: Callable[[Any], torch.Tensor],
+    config: FitConfig,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    metric: str = "",
+    on_best: Callable[[EpochLog], None] | None = None,
+    desc: str = "train",
+) -> list[EpochLog]:
+    """Train ``model``; return one log per epoch.
+
+    ``batches(epoch)`` gives that epoch's batches (models that sample negatives
+    draw them anew every epoch). After each epoch, ``evaluate()`` runs (model in
+    eval mode) and ``on_best`` is called whenever ``metric`` improves, so the
+    caller saves the best checkpoint; without ``evaluate`` it is called after the
+    last epoch.
+    """
+    optimizer = adamw(model, config.lr, config.weight_decay)
+    steps_per_epoch = len(batches(-1))
+    scheduler = linear_warmup_decay(optimizer, steps_per_epoch * config.epochs, config.warmup)
+    history: list[EpochLog] = []
+    best = float("-inf")
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        start, total, n = time.perf_counter(), 0.0, 0
+        bar = tqdm(batches(epoch), desc=f"{desc} epoch {epoch}/{config.epochs}", leave=False)
+        for batch in bar:
+            loss = loss_fn(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total, n = total + loss.item(), n + 1
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        log = EpochLog(epoch, total / max(n, 1), time.perf_counter() - start)
+        if evaluate is not None:
+            model.eval()
+            start = time.perf_counter()
+            log.metrics = evaluate()
+            log.eval_seconds = time.perf_counter() - start
+        history.append(log)
+        shown = {k: round(v, 2) for k, v in log.metrics.items() if not metric or k == metric}
+        tqdm.write(f"{desc} epoch {epoch}: loss {log.loss:.4f}, {log.train_seconds:.1f} s {shown}")
+        score = log.metrics.get(metric, float("-inf")) if evaluate is not None else float("-inf")
+        if on_best is not None and ((evaluate is not None and score > best) or (evaluate is None and epoch == config.epochs)):
+            best = score
+            on_best(log)
+    return history
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """safetensors file of the model's parameters (shared tensors handled by safetensors)."""
+    from safetensors.torch import save_model
+
+    save_model(model, str(path))
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu") -> None:
+    from safetensors.torch import load_model
+
+    load_model(model, str(path), device=str(device))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    if isinstance(obj, set | tuple | Path):
+        return list(obj) if not isinstance(obj, Path) else str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def history_dicts(history: list[EpochLog]) -> list[dict[str, Any]]:
+    return [asdict(h) for h in history]
+
+
+def plot_curves(history: list[EpochLog], path: str | Path, metrics: Sequence[str] = ()) -> None:
+    """Training loss and the chosen dev metrics per epoch, as a PNG beside the model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h.epoch for h in history]
+    fig, ax_loss = plt.subplots(figsize=(7, 4))
+    ax_loss.plot(epochs, [h.loss for h in history], "k-o", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("train loss")
+    if metrics:
+        ax_f1 = ax_loss.twinx()
+        for name in metrics:
+            ax_f1.plot(epochs, [h.metrics.get(name, float("nan")) for h in history], "-s", label=name)
+        ax_f1.set_ylabel("dev score (%)")
+        ax_f1.legend(loc="lower right")
+    ax_loss.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
