@@ -36,10 +36,7 @@ def median(values: list[float]) -> float:
 def update_section(title: str, body: str) -> None:
     """Replace (or append) the section ``## title`` with ``body``, stamped with the command."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
-    stamp = (
-        f"Command: `{command()}`  \n"
-        f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}\n\n"
-    )
+    stamp = f"Command: `{command()}`  \nRun: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}\n\n"
     section = f"## {title}\n\n{stamp}{body.strip()}\n\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section

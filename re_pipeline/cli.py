@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         help="run read-only SQL over the knowledge graph",
         description="Runs in a READ ONLY transaction. Example: re-pipeline query "
-        "\"SELECT head, relation, tail FROM triples LIMIT 5\"; or --name most_supported_facts --param limit=5.",
+        '"SELECT head, relation, tail FROM triples LIMIT 5"; or --name most_supported_facts --param limit=5.',
     )
     p.add_argument("sql", nargs="?", help="SQL text, or @path/to/file.sql")
     p.add_argument("--name", help="an example query from sql/queries (see --list)")

@@ -240,7 +240,7 @@ _MENTION = pa.struct(
         ("end", pa.int32()),
         ("text", pa.string()),
         ("type", pa.string()),
-        ("score", pa.float32()),
+        ("score", pa.float64()),
     ]
 )
 _ENTITY = pa.struct([("type", pa.string()), ("name", pa.string()), ("mentions", pa.list_(_MENTION))])
@@ -249,7 +249,7 @@ _RELATION = pa.struct(
         ("head", pa.int32()),
         ("tail", pa.int32()),
         ("type", pa.string()),
-        ("confidence", pa.float32()),
+        ("confidence", pa.float64()),
         ("evidence", pa.list_(pa.int32())),
         ("source", pa.string()),
     ]

@@ -227,7 +227,8 @@ def corpus_files(source: str | Path) -> list[Path]:
         p = Path(source)
         if not p.exists():
             raise FileNotFoundError(f"corpus not found: {p}")
-        paths = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+        # Symlinks are kept even when dangling: they fail at read time and are quarantined.
+        paths = sorted(x for x in p.rglob("*") if x.is_file() or x.is_symlink()) if p.is_dir() else [p]
     return [p for p in paths if _format_of(p) is not None]
 
 
@@ -432,7 +433,9 @@ def ingest(
     report.shards = writer.close()
     report.counts["shards"] = len(report.shards)
     (out / "ingest_report.json").write_text(
-        json.dumps({"source": str(source), "source_name": name, "counts": report.counts, "shards": report.shards}, indent=2)
+        json.dumps(
+            {"source": str(source), "source_name": name, "counts": report.counts, "shards": report.shards}, indent=2
+        )
     )
     return report
 

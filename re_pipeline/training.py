@@ -94,21 +94,21 @@ def fit(
 ) -> list[EpochLog]:
     """Train ``model``; return one log per epoch.
 
-    ``batches(epoch)`` gives that epoch's batches (models that sample negatives
-    draw them anew every epoch). After each epoch, ``evaluate()`` runs (model in
+    ``batches(epoch)`` gives that epoch's batches, epochs counting from 1 (models
+    that sample negatives draw them anew every epoch). After each epoch, ``evaluate()`` runs (model in
     eval mode) and ``on_best`` is called whenever ``metric`` improves, so the
     caller saves the best checkpoint; without ``evaluate`` it is called after the
     last epoch.
     """
     optimizer = adamw(model, config.lr, config.weight_decay)
-    steps_per_epoch = len(batches(-1))
-    scheduler = linear_warmup_decay(optimizer, steps_per_epoch * config.epochs, config.warmup)
+    first = batches(1)
+    scheduler = linear_warmup_decay(optimizer, len(first) * config.epochs, config.warmup)
     history: list[EpochLog] = []
     best = float("-inf")
     for epoch in range(1, config.epochs + 1):
         model.train()
         start, total, n = time.perf_counter(), 0.0, 0
-        bar = tqdm(batches(epoch), desc=f"{desc} epoch {epoch}/{config.epochs}", leave=False)
+        bar = tqdm(first if epoch == 1 else batches(epoch), desc=f"{desc} epoch {epoch}/{config.epochs}", leave=False)
         for batch in bar:
             loss = loss_fn(batch)
             loss.backward()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,14 +227,23 @@ def collate(
 
 
 def batches(
-    n: int, batch_size: int, lengths: Sequence[int] | None = None, rng: random.Random | None = None
-) -> Iterator[list[int]]:
-    """Index batches: shuffled for training (``rng``), or sorted by length so padding
-    stays small at inference (``lengths``), or in order."""
-    order = list(range(n))
-    if rng is not None:
-        rng.shuffle(order)
-    elif lengths is not None:
+    lengths: Sequence[int], batch_size: int, rng: random.Random | None = None, pool: int = 16
+) -> list[list[int]]:
+    """Index batches of similar lengths, so dynamic padding stays small.
+
+    Inference (no ``rng``): sorted by length. Training: shuffled, sorted by length
+    within pools of ``pool`` batches, then the batches shuffled, so batches are
+    random yet little padded.
+    """
+    order = list(range(len(lengths)))
+    if rng is None:
         order.sort(key=lambda i: lengths[i])
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    rng.shuffle(order)
+    size = batch_size * pool
+    out = []
+    for start in range(0, len(order), size):
+        chunk = sorted(order[start : start + size], key=lambda i: lengths[i])
+        out.extend(chunk[s : s + batch_size] for s in range(0, len(chunk), batch_size))
+    rng.shuffle(out)
+    return out

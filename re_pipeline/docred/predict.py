@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from re_pipeline.docred.data import Batch, DocFeatures, Pair, build_features, collate
+from re_pipeline.docred.data import Batch, DocFeatures, Pair, batches, build_features, collate
 from re_pipeline.docred.model import DocREModel
 from re_pipeline.documents import Document, Relation
 from re_pipeline.encoder import autocast, load_tokenizer, resolve_device
@@ -50,9 +50,7 @@ def pair_probs(
     device = next(model.parameters()).device
     pairs = pairs if pairs is not None else [f.all_pairs() for f in features]
     out: list[torch.Tensor] = [torch.zeros((0, model.config.num_labels))] * len(features)
-    order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in batches([len(f.input_ids) for f in features], batch_size):
         batch: Batch = collate([features[i] for i in idx], [pairs[i] for i in idx], pad_id=pad_id).to(device)
         with autocast(device):
             probs = model(batch).float().sigmoid().cpu()

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from re_pipeline.docred.data import DocFeatures, Pair, build_features, collate, num_labels, relation_types
+from re_pipeline.docred.data import DocFeatures, Pair, batches, build_features, collate, num_labels, relation_types
 from re_pipeline.docred.evaluate import evaluate
 from re_pipeline.docred.metrics import train_facts
 from re_pipeline.docred.model import DocREConfig, DocREModel
@@ -97,12 +97,12 @@ def train_epoch(
     """One pass over ``features`` in shuffled batches; returns the mean loss."""
     model.train()
     device = next(model.parameters()).device
-    order = list(range(len(features)))
-    rng.shuffle(order)
     total, n = 0.0, 0
-    bar = tqdm(range(0, len(order), config.batch_size), desc=desc, leave=False, mininterval=5)
-    for start in bar:
-        feats = [features[i] for i in order[start : start + config.batch_size]]
+    bar = tqdm(
+        batches([len(f.input_ids) for f in features], config.batch_size, rng), desc=desc, leave=False, mininterval=5
+    )
+    for idx in bar:
+        feats = [features[i] for i in idx]
         pairs = [training_pairs(task, f, rng, config) for f in feats]
         batch = collate(feats, pairs, task, num_relations, pad_id).to(device)
         loss = model.loss(model(batch), batch.labels, batch.pair_mask)

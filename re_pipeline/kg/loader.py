@@ -164,15 +164,26 @@ def validate(doc: Document, relation_types: set[str]) -> str | None:
 def _rows(doc: Document, extracted_at: datetime) -> dict[str, list[tuple[Any, ...]]]:
     rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _STAGING}
     rows["stage_documents"].append(
-        (doc.doc_id, doc.source, doc.external_id, doc.title, doc.date, doc.content_hash, results_hash(doc),
-         doc.text, len(doc.sentences))
+        (
+            doc.doc_id,
+            doc.source,
+            doc.external_id,
+            doc.title,
+            doc.date,
+            doc.content_hash,
+            results_hash(doc),
+            doc.text,
+            len(doc.sentences),
+        )
     )
     for i, e in enumerate(doc.predicted.entities):
         rows["stage_entities"].append((doc.doc_id, i, e.type, normalize_name(e.name) or e.name.casefold(), e.name))
         for m in e.mentions:
             c0, c1 = doc.char_span(m)
             text = m.text or doc.text[c0:c1]
-            rows["stage_mentions"].append((doc.doc_id, i, m.sent, m.start, m.end, c0, c1, text, m.type or e.type, m.score))
+            rows["stage_mentions"].append(
+                (doc.doc_id, i, m.sent, m.start, m.end, c0, c1, text, m.type or e.type, m.score)
+            )
     for r in doc.predicted.relations:
         rows["stage_relations"].append(
             (doc.doc_id, r.head, r.tail, r.type, r.source, r.confidence, list(r.evidence), extracted_at)

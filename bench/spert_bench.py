@@ -1,0 +1,131 @@
+"""SpERT benchmark: accuracy on a dev set, training time per epoch, single-thread inference speed.
+
+CoNLL04 (default): train on train.json with the paper's hyperparameters, evaluate
+on dev.json. DocRED (``--dataset docred``): SpERT sentences derived from the first
+400 documents of Re-DocRED's dev_revised.json, evaluated on the last 100
+(mention detection and sentence-level relations). ``--skip-train`` reuses a
+trained model directory (its metrics.json holds the per-epoch training times).
+
+Run from the repository root, e.g.::
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.spert_bench --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from bench.report import median, update_section
+from re_pipeline.config import PROJECT_DIR, Settings
+from re_pipeline.encoder import encode, tokenize_words
+from re_pipeline.metrics import format_table
+from re_pipeline.spert.data import Example, Types, docred_to_examples, read_examples
+from re_pipeline.spert.evaluator import evaluate
+from re_pipeline.spert.predict import SpertPredictor
+from re_pipeline.spert.train import TrainArgs, train, write_metrics
+from re_pipeline.training import set_threads
+
+DATA = PROJECT_DIR.parent / "shared" / "data"
+REFERENCE = (
+    "Reference (public SpERT code on this machine, same encoder): dev at epoch 20 entity F1 82.36, "
+    "strict relation F1 61.92."
+)
+
+
+def load_data(dataset: str, max_train: int | None) -> tuple[list[Example], list[Example], Types]:
+    if dataset == "conll04":
+        root = DATA / "conll04"
+        train_set, dev_set = read_examples(root / "train.json"), read_examples(root / "dev.json")
+        types = Types.load(root / "types.json")
+    else:
+        docs = json.loads((DATA / "redocred" / "dev_revised.json").read_text())
+        rel_info = json.loads((DATA / "redocred" / "rel_info.json").read_text())
+        train_set, dev_set = docred_to_examples(docs[:400]), docred_to_examples(docs[400:])
+        types = Types.from_examples(train_set, verbose=rel_info)
+    return (train_set[:max_train] if max_train else train_set), dev_set, types
+
+
+def inference_speed(predictor: SpertPredictor, sentences: list[list[str]], runs: int = 3) -> tuple[float, float]:
+    """Median sentences/s of full prediction, and of the encoder passes alone on the same batches (the floor)."""
+    full, floor = [], []
+    order = sorted(sentences, key=len)
+    for _ in range(runs):
+        start = time.perf_counter()
+        predictor.predict_tokens(sentences)
+        full.append(len(sentences) / (time.perf_counter() - start))
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, len(order), predictor.batch_size):
+                words = tokenize_words(predictor.tokenizer, order[i : i + predictor.batch_size])
+                encode(predictor.model.encoder, words.input_ids, words.attention_mask)
+        floor.append(len(sentences) / (time.perf_counter() - start))
+    return median(full), median(floor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["conll04", "docred"], default="conll04")
+    parser.add_argument("--model-dir", type=Path, help="default: models/spert-<dataset>")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--max-train", type=int)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    model_dir = args.model_dir or PROJECT_DIR / "models" / f"spert-{args.dataset}"
+    train_set, dev_set, types = load_data(args.dataset, args.max_train)
+
+    if not args.skip_train:
+        train_args = TrainArgs(epochs=args.epochs, seed=args.seed, device="cpu")
+        train(train_set, dev_set, types, Settings.load().encoder_path, model_dir, train_args)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    epoch_times = [h["train_seconds"] for h in metrics["history"]]
+
+    predictor = SpertPredictor.load(model_dir, device="cpu")
+    result = evaluate(dev_set, predictor.predict_tokens([ex.tokens for ex in dev_set]), types)
+    speed, floor = inference_speed(predictor, [ex.tokens for ex in dev_set])
+    write_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
+
+    s = result.summary()
+    curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])
+    body = f"""
+Model directory: `{model_dir.relative_to(PROJECT_DIR) if model_dir.is_relative_to(PROJECT_DIR) else model_dir}`;
+{len(train_set)} training sentences, {len(dev_set)} dev sentences, {len(metrics["history"])} epochs
+(best epoch by strict relation F1: {metrics["best_epoch"]}), threads: {torch.get_num_threads()}.
+
+| dev (best epoch) | micro P | micro R | micro F1 | macro F1 |
+|---|---:|---:|---:|---:|
+| entities | {s["ent_micro_p"]:.2f} | {s["ent_micro_r"]:.2f} | {s["ent_micro_f1"]:.2f} | {s["ent_macro_f1"]:.2f} |
+| relations without NEC | {s["rel_micro_p"]:.2f} | {s["rel_micro_r"]:.2f} | {s["rel_micro_f1"]:.2f} | {s["rel_macro_f1"]:.2f} |
+| relations with NEC (strict) | {s["rel_nec_micro_p"]:.2f} | {s["rel_nec_micro_r"]:.2f} | {s["rel_nec_micro_f1"]:.2f} | {s["rel_nec_macro_f1"]:.2f} |
+
+{REFERENCE if args.dataset == "conll04" else ""}
+
+Dev strict relation F1 per epoch: {curve}
+
+| speed (one CPU thread) | value |
+|---|---:|
+| training time per epoch, median (s) | {median(epoch_times):.1f} |
+| inference, sentences/s (median of 3, model load excluded) | {speed:.1f} |
+| encoder passes alone on the same batches (floor), sentences/s | {floor:.1f} |
+
+<details><summary>Per-type scores</summary>
+
+{format_table("Entities", result.entities)}
+
+{format_table("Relations with NEC (strict)", result.relations_nec)}
+
+</details>
+"""
+    title = "SpERT on CoNLL04" if args.dataset == "conll04" else "SpERT on DocRED-derived sentences"
+    update_section(title, body)
+
+
+if __name__ == "__main__":
+    main()

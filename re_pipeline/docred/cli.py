@@ -1,0 +1,189 @@
+"""``re-pipeline docred train|evaluate|predict``.
+
+``register`` adds the sub-command to the package CLI; handlers import torch and
+the model code only when they run, so ``re-pipeline --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA = "../shared/data/redocred/dev_revised.json"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``docred`` with its ``train``, ``evaluate`` and ``predict`` commands."""
+    docred = subparsers.add_parser(
+        "docred",
+        help="document-level relation extraction: the DocRED two-step model",
+        description="Train, evaluate and run the DocRED two-step model (Wang et al. 2019) or its one-step baseline.",
+    )
+    commands = docred.add_subparsers(dest="docred_command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a two-step (or one-step) model directory",
+        description="Train on DocRED-format JSON; the dev set picks the best epoch and tunes the thresholds. "
+        "Example (first 400 / last 100 documents of one file): "
+        f"re-pipeline docred train --train {DEFAULT_DATA} --train-slice 0:400 --dev {DEFAULT_DATA} "
+        "--dev-slice -100: --out models/docred-twostep",
+    )
+    train.add_argument("--train", required=True, help="DocRED-format JSON to train on")
+    train.add_argument("--train-slice", help="START:END documents of --train (e.g. 0:400)")
+    train.add_argument("--dev", required=True, help="DocRED-format JSON for per-epoch evaluation")
+    train.add_argument("--dev-slice", help="START:END documents of --dev (e.g. -100:)")
+    train.add_argument("--max-train", type=int, help="use at most N training documents (after slicing)")
+    train.add_argument("--out", default="models/docred-twostep", help="model directory to write")
+    train.add_argument("--mode", choices=["twostep", "onestep"], default="twostep")
+    train.add_argument("--epochs", type=int, default=7)
+    train.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (paper: 1e-5 for BERT-base)")
+    train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the projection and BiLinear")
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--pooling", choices=["mean", "logsumexp"], default="mean", help="entity over mentions")
+    train.add_argument("--na-ratio", type=float, default=3.0, help="step 1's sampled N/A pairs per related pair")
+    train.add_argument("--seed", type=int, default=42)
+    _common(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="official F1 / Ign F1, step-1 P/R/F1, step-2 accuracy, per relation",
+        description="Evaluate a model directory on gold-annotated DocRED JSON (gold entities given).",
+    )
+    evaluate.add_argument("--model", default="models/docred-twostep", help="model directory")
+    evaluate.add_argument("--data", required=True, help="DocRED-format JSON with labels")
+    evaluate.add_argument("--slice", help="START:END documents of --data")
+    evaluate.add_argument("--train", help="training JSON, for Ign F1 (facts seen in training are ignored)")
+    evaluate.add_argument("--train-slice", help="START:END documents of --train")
+    evaluate.add_argument("--tune", action="store_true", help="re-tune thresholds on --data (and save them)")
+    evaluate.add_argument("--predictions", help="also write the predictions here (DocRED result format)")
+    evaluate.add_argument("--report", help="write the metrics JSON here")
+    _common(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="score the relations between given entities",
+        description="Predict relations for documents whose entities are known: DocRED JSON (vertexSet) in, "
+        'DocRED results out ([{"title","h_idx","t_idx","r","score"}]); or document Parquet in, Parquet out '
+        "(predicted.entities in, predicted.relations filled).",
+    )
+    predict.add_argument("--model", default="models/docred-twostep", help="model directory")
+    predict.add_argument("--input", required=True, help="DocRED-format JSON or document Parquet")
+    predict.add_argument("--slice", help="START:END documents of --input (DocRED JSON)")
+    predict.add_argument("--output", required=True, help="result JSON (DocRED input) or Parquet (Parquet input)")
+    _common(predict)
+    predict.set_defaults(func=cmd_predict)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", help="encoder name or path (default: the shipped MiniLM)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--batch-size-eval", type=int, default=8, help="documents per inference batch")
+
+
+def _setup(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from re_pipeline.training import set_threads
+
+    set_threads(args.threads)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _setup(args)
+    from re_pipeline.config import Settings
+    from re_pipeline.docred.data import load_docred
+    from re_pipeline.docred.train import TrainConfig, train
+
+    train_docs = load_docred(args.train, args.train_slice)[: args.max_train]
+    dev_docs = load_docred(args.dev, args.dev_slice)
+    config = TrainConfig(
+        mode=args.mode,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        na_ratio=args.na_ratio,
+        pooling=args.pooling,
+        seed=args.seed,
+        device=args.device,
+    )
+    metrics = train(config, Settings.load(encoder=args.encoder).encoder_path, train_docs, dev_docs, args.out)
+    best = metrics["best"]
+    print(f"best epoch {best['epoch']}: F1 {100 * best['f1']:.2f}, Ign F1 {100 * best['ign_f1']:.2f} -> {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _setup(args)
+    from re_pipeline.docred.data import load_docred
+    from re_pipeline.docred.evaluate import evaluate
+    from re_pipeline.docred.metrics import train_facts
+    from re_pipeline.docred.predict import DocREPredictor
+
+    predictor = DocREPredictor.load(args.model, args.device)
+    docs = load_docred(args.data, args.slice)
+    in_train = train_facts(load_docred(args.train, args.train_slice)) if args.train else set()
+    scores, predictions = evaluate(predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.batch_size_eval)
+    if args.tune:
+        predictor.save(args.model)
+    if args.predictions:
+        Path(args.predictions).write_text(json.dumps(predictions))
+    if args.report:
+        Path(args.report).write_text(json.dumps(scores, indent=2))
+    print(format_report(scores))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    _setup(args)
+    from re_pipeline.docred.data import load_docred
+    from re_pipeline.docred.predict import DocREPredictor
+    from re_pipeline.documents import Annotations, from_table, to_table
+
+    predictor = DocREPredictor.load(args.model, args.device)
+    if args.input.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        docs = from_table(pq.read_table(args.input))
+        predictor.predict(docs, args.batch_size_eval)
+        pq.write_table(to_table(docs), args.output)
+    else:
+        docs = load_docred(args.input, args.slice)
+        for d in docs:  # the annotated entities are the input; gold relations are not used
+            d.predicted = Annotations(d.gold.entities, [])
+        features = predictor.features(docs)
+        facts = predictor.facts(features, args.batch_size_eval)
+        Path(args.output).write_text(json.dumps(predictor.to_docred(features, facts)))
+    n = sum(len(d.predicted.relations) for d in docs) if args.input.endswith(".parquet") else None
+    print(f"{len(docs)} documents -> {args.output}" + (f" ({n} relations)" if n is not None else ""))
+    return 0
+
+
+def format_report(scores: dict[str, Any]) -> str:
+    """The metrics as readable text: totals, the two steps, then a per-relation table."""
+    lines = [
+        f"F1 {100 * scores['f1']:.2f}  Ign F1 {100 * scores['ign_f1']:.2f}  "
+        f"P {100 * scores['precision']:.2f}  R {100 * scores['recall']:.2f}  "
+        f"({scores['correct']} correct / {scores['predicted']} predicted / {scores['gold']} gold)",
+        f"thresholds: {scores['thresholds']}",
+    ]
+    if "step1" in scores:
+        s1 = scores["step1"]
+        lines.append(
+            f"step 1 (pairs): P {100 * s1['precision']:.2f}  R {100 * s1['recall']:.2f}  F1 {100 * s1['f1']:.2f}; "
+            f"step 2 accuracy on gold related pairs: {100 * scores['step2_accuracy']:.2f}"
+        )
+    lines.append(f"{'relation':<10}{'gold':>6}{'pred':>6}{'P':>8}{'R':>8}{'F1':>8}")
+    for rel, v in sorted(scores["per_relation"].items(), key=lambda kv: -kv[1]["gold"]):
+        lines.append(
+            f"{rel:<10}{v['gold']:>6}{v['predicted']:>6}"
+            f"{100 * v['precision']:>8.1f}{100 * v['recall']:>8.1f}{100 * v['f1']:>8.1f}"
+        )
+    return "\n".join(lines)

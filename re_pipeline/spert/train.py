@@ -1,0 +1,123 @@
+"""Training SpERT with the paper's hyperparameters (defaults of :class:`TrainArgs`).
+
+Each epoch shuffles the sentences, draws fresh negative samples and runs one
+encoder pass per sentence in batches of 2; after each epoch the dev set is
+evaluated and the best model directory (by strict relation F1) is kept, with
+``metrics.json`` and ``training_curve.png`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from re_pipeline.encoder import load_encoder, load_tokenizer, resolve_device
+from re_pipeline.spert.data import Example, Types
+from re_pipeline.spert.evaluator import evaluate
+from re_pipeline.spert.model import SpertBatch, SpertConfig, SpertModel
+from re_pipeline.spert.predict import SpertPredictor
+from re_pipeline.spert.sampling import collate, sample
+from re_pipeline.training import EpochLog, FitConfig, fit, history_dicts, plot_curves, seed_everything, write_json
+
+
+@dataclass
+class TrainArgs:
+    epochs: int = 20
+    batch_size: int = 2
+    lr: float = 5e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    neg_entities: int = 100
+    neg_relations: int = 100
+    max_span_width: int = 10
+    width_dim: int = 25
+    dropout: float = 0.1
+    fusion: str = "max"
+    context: str = "localized"
+    relation_threshold: float = 0.4
+    seed: int = 42
+    eval_batch_size: int = 32
+    device: str = "auto"
+    metric: str = "rel_nec_micro_f1"  # selects the kept checkpoint
+
+
+def train(
+    train_set: list[Example],
+    dev_set: list[Example],
+    types: Types,
+    encoder: str | torch.nn.Module,
+    out_dir: str | Path | None,
+    args: TrainArgs,
+    tokenizer: Any = None,
+) -> tuple[SpertModel, list[EpochLog]]:
+    """Train on ``train_set``, evaluate on ``dev_set`` after every epoch; return the model and the epoch logs.
+
+    ``encoder`` is a pretrained encoder's name/path or a ready module (tests pass a
+    tiny random one together with ``tokenizer``). With ``out_dir``, the best
+    epoch's model directory is written there and the returned model is that one.
+    """
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(encoder if isinstance(encoder, str) else encoder.name_or_path)
+    encoder_module = load_encoder(encoder) if isinstance(encoder, str) else encoder
+    config = SpertConfig(
+        entity_types=types.entities,
+        relation_types=types.relations,
+        symmetric_relations=types.symmetric,
+        max_span_width=args.max_span_width,
+        width_dim=args.width_dim,
+        dropout=args.dropout,
+        fusion=args.fusion,
+        context=args.context,
+        relation_threshold=args.relation_threshold,
+    )
+    model = SpertModel(config, encoder_module).to(device)
+    rng = random.Random(args.seed)
+    predictor = SpertPredictor(model, tokenizer, str(device), args.eval_batch_size)
+
+    def batches(epoch: int) -> list[SpertBatch]:
+        order = list(range(len(train_set)))
+        rng.shuffle(order)
+        out = []
+        for i in range(0, len(order), args.batch_size):
+            chunk = [train_set[j] for j in order[i : i + args.batch_size]]
+            samples = [
+                sample(ex, types, rng, args.neg_entities, args.neg_relations, args.max_span_width) for ex in chunk
+            ]
+            out.append(collate(chunk, samples, tokenizer, len(types.relations)))
+        return out
+
+    def loss_fn(batch: SpertBatch) -> torch.Tensor:
+        return model.loss(batch.to(device))
+
+    def dev_scores() -> dict[str, float]:
+        return evaluate(dev_set, predictor.predict_tokens([ex.tokens for ex in dev_set]), types).summary()
+
+    def save(log: EpochLog) -> None:
+        if out_dir is not None:
+            training = {**asdict(args), "train_sentences": len(train_set), "best_epoch": log.epoch}
+            model.save_pretrained(out_dir, tokenizer, training)
+            write_json(Path(out_dir) / "types.json", types.to_json())
+
+    fit_config = FitConfig(args.epochs, args.lr, args.weight_decay, args.warmup, args.grad_clip)
+    history = fit(model, batches, loss_fn, fit_config, dev_scores if dev_set else None, args.metric, save, "spert")
+    if out_dir is not None:
+        best = max(history, key=lambda h: h.metrics.get(args.metric, 0.0)) if dev_set else history[-1]
+        write_metrics(out_dir, {"best_epoch": best.epoch, "dev": best.metrics, "history": history_dicts(history)})
+        plot_curves(history, Path(out_dir) / "training_curve.png", ["ent_micro_f1", args.metric])
+        model = SpertModel.from_pretrained(out_dir, device)
+    return model, history
+
+
+def write_metrics(out_dir: str | Path, metrics: dict[str, Any]) -> None:
+    """metrics.json beside the model; keeps keys written by other steps (e.g. a later evaluation)."""
+    path = Path(out_dir) / "metrics.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    write_json(path, {**old, **metrics})

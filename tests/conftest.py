@@ -1,0 +1,73 @@
+"""Shared fixtures: a real PostgreSQL (pgserver in a temporary folder) for the whole session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+KG_TABLES = [
+    "fact_evidence",
+    "facts",
+    "mentions",
+    "doc_entities",
+    "entities",
+    "documents",
+    "quarantine",
+    "extraction_runs",
+]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """URL of a PostgreSQL started for this test session and deleted after it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    from re_pipeline.db import sqlalchemy_url
+
+    folder = tempfile.mkdtemp(prefix="re-test-pg-")
+    server = pgserver.get_server(folder, cleanup_mode="delete")
+    try:
+        yield sqlalchemy_url(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(database_url: str) -> sa.engine.Engine:
+    from re_pipeline.kg import schema
+
+    engine = sa.create_engine(database_url)
+    schema.apply(engine)
+    return engine
+
+
+@pytest.fixture()
+def engine(migrated_engine: sa.engine.Engine) -> sa.engine.Engine:
+    """The session database with every knowledge-graph table emptied (relation types kept)."""
+    with migrated_engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(KG_TABLES)} RESTART IDENTITY CASCADE")
+    return migrated_engine
+
+
+def dump_tables(engine: sa.engine.Engine, tables: list[str] | None = None) -> dict[str, list[tuple]]:
+    """Every row of every table, sorted: to compare database states exactly."""
+    out = {}
+    with engine.connect() as conn:
+        for table in tables or [t for t in KG_TABLES if t != "extraction_runs"] + ["relation_types"]:
+            rows = conn.exec_driver_sql(f"SELECT * FROM {table}").fetchall()
+            out[table] = sorted((tuple(r) for r in rows), key=repr)
+    return out

@@ -1,0 +1,64 @@
+"""The ``re-pipeline`` command line against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from re_pipeline.cli import build_parser, main
+from re_pipeline.config import SAMPLE_CORPUS
+
+
+def _run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
+    code = main(["--database-url", url, *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_every_command_explains_itself() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, p in sub.choices.items():
+        assert helps.get(name), f"{name} has no one-line help"
+        assert "usage: re-pipeline" in p.format_help()
+    assert {"ingest", "load", "import-annotated", "query", "facts", "db", "demo"} <= set(sub.choices)
+
+
+def test_ingest_reports_and_records_quarantine(
+    engine: sa.engine.Engine, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_bytes(b'{"id": 1, "text": "Ann met Bob."}\n{"id": 2\n{"id": 3, "text": ""}\n')
+    code, out, _ = _run(capsys, database_url, "ingest", str(corpus), "--out", str(tmp_path / "out"))
+    assert code == 0
+    assert "read 3 records: 1 documents written to 1 shards, 2 quarantined" in out
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT reason FROM quarantine ORDER BY quarantine_id")).scalars().all()
+        run = conn.execute(sa.text("SELECT command, status, counts FROM extraction_runs")).one()
+    assert rows[0].startswith("malformed JSON") and rows[1] == "empty text"
+    assert run.command == "ingest" and run.status == "success" and run.counts["quarantined"] == 2
+    code, _, err = _run(capsys, database_url, "ingest", str(corpus), "--out", str(tmp_path / "out"))
+    assert code == 2 and "--overwrite" in err
+
+
+def test_import_query_and_facts(
+    engine: sa.engine.Engine, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, database_url, "import-annotated", str(SAMPLE_CORPUS))
+    assert code == 0 and "loaded=30" in out
+    code, out, _ = _run(capsys, database_url, "query", "SELECT count(*) AS n FROM documents", "--format", "json")
+    assert json.loads(out) == [{"n": 30}]
+    code, out, err = _run(capsys, database_url, "query", "DROP TABLE facts")
+    assert code == 2 and "read-only" in err
+    code, out, _ = _run(capsys, database_url, "facts", "--relation", "country", "--limit", "3", "--format", "csv")
+    lines = out.strip().splitlines()
+    assert lines[0] == "head,relation_id,relation,tail,confidence,support" and len(lines) == 4
+    assert all(",P17,country," in line for line in lines[1:])
+    code, out, _ = _run(capsys, database_url, "query", "--name", "most_supported_facts", "--param", "limit=2")
+    assert code == 0 and out.strip().endswith("(2 rows)")
+    code, out, _ = _run(capsys, database_url, "db", "status")
+    assert "0 pending" in out and "***" not in out.split("\n", 1)[1]
