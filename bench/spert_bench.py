@@ -28,7 +28,7 @@ from re_pipeline.spert.data import Example, Types, docred_to_examples, read_exam
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.predict import SpertPredictor
 from re_pipeline.spert.train import TrainArgs, train, write_metrics
-from re_pipeline.training import set_threads
+from re_pipeline.training import set_threads, tune_malloc
 
 DATA = PROJECT_DIR.parent / "shared" / "data"
 REFERENCE = (
@@ -67,6 +67,15 @@ def inference_speed(predictor: SpertPredictor, sentences: list[list[str]], runs:
     return median(full), median(floor)
 
 
+def summary_table(s: dict[str, float]) -> str:
+    rows = ["| dev (best epoch) | micro P | micro R | micro F1 | macro F1 |", "|---|---:|---:|---:|---:|"]
+    names = {"ent": "entities", "rel": "relations without NEC", "rel_nec": "relations with NEC (strict)"}
+    for key, name in names.items():
+        p, r, f, mf = (s[f"{key}_{x}"] for x in ("micro_p", "micro_r", "micro_f1", "macro_f1"))
+        rows.append(f"| {name} | {p:.2f} | {r:.2f} | {f:.2f} | {mf:.2f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["conll04", "docred"], default="conll04")
@@ -78,6 +87,7 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")
     args = parser.parse_args()
     set_threads(args.threads)
+    tune_malloc()
     model_dir = args.model_dir or PROJECT_DIR / "models" / f"spert-{args.dataset}"
     train_set, dev_set, types = load_data(args.dataset, args.max_train)
 
@@ -92,18 +102,13 @@ def main() -> None:
     speed, floor = inference_speed(predictor, [ex.tokens for ex in dev_set])
     write_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
 
-    s = result.summary()
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])
     body = f"""
 Model directory: `{model_dir.relative_to(PROJECT_DIR) if model_dir.is_relative_to(PROJECT_DIR) else model_dir}`;
 {len(train_set)} training sentences, {len(dev_set)} dev sentences, {len(metrics["history"])} epochs
 (best epoch by strict relation F1: {metrics["best_epoch"]}), threads: {torch.get_num_threads()}.
 
-| dev (best epoch) | micro P | micro R | micro F1 | macro F1 |
-|---|---:|---:|---:|---:|
-| entities | {s["ent_micro_p"]:.2f} | {s["ent_micro_r"]:.2f} | {s["ent_micro_f1"]:.2f} | {s["ent_macro_f1"]:.2f} |
-| relations without NEC | {s["rel_micro_p"]:.2f} | {s["rel_micro_r"]:.2f} | {s["rel_micro_f1"]:.2f} | {s["rel_macro_f1"]:.2f} |
-| relations with NEC (strict) | {s["rel_nec_micro_p"]:.2f} | {s["rel_nec_micro_r"]:.2f} | {s["rel_nec_micro_f1"]:.2f} | {s["rel_nec_macro_f1"]:.2f} |
+{summary_table(result.summary())}
 
 {REFERENCE if args.dataset == "conll04" else ""}
 

@@ -39,15 +39,42 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def tune_malloc() -> None:
+    """Keep freed memory in the process instead of returning it to the OS (glibc only).
+
+    Training allocates and frees the same large tensors every step; by default glibc
+    serves them with fresh ``mmap``s and page faults each time. This is the runtime
+    equivalent of ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=... MALLOC_TOP_PAD_=...``
+    (DESIGN.md §11): ~25% faster CPU training steps here, same numbers, more resident memory.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+        libc.mallopt(m_mmap_max, 0)
+        libc.mallopt(m_trim_threshold, 2**30)
+        libc.mallopt(m_top_pad, 2**28)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and LayerNorm weights (BERT fine-tuning practice, as in SpERT)."""
+    """AdamW without weight decay on biases and LayerNorm weights (BERT fine-tuning practice, as in SpERT).
+
+    The fused kernel is ~7x faster than the default on one CPU thread; same update rule.
+    """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
 def linear_warmup_decay(
@@ -115,7 +142,7 @@ def fit(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=False)  # reuse the gradient buffers: no reallocation per step
             total, n = total + loss.item(), n + 1
             bar.set_postfix(loss=f"{total / n:.4f}")
         log = EpochLog(epoch, total / max(n, 1), time.perf_counter() - start)
@@ -127,10 +154,11 @@ def fit(
         history.append(log)
         shown = {k: round(v, 2) for k, v in log.metrics.items() if not metric or k == metric}
         tqdm.write(f"{desc} epoch {epoch}: loss {log.loss:.4f}, {log.train_seconds:.1f} s {shown}")
-        score = log.metrics.get(metric, float("-inf")) if evaluate is not None else float("-inf")
-        if on_best is not None and ((evaluate is not None and score > best) or (evaluate is None and epoch == config.epochs)):
-            best = score
-            on_best(log)
+        improved = log.metrics.get(metric, float("-inf")) > best if evaluate is not None else epoch == config.epochs
+        if improved:
+            best = log.metrics.get(metric, float("-inf"))
+            if on_best is not None:
+                on_best(log)
     return history
 
 

@@ -104,7 +104,7 @@ CREATE INDEX facts_relation ON facts (relation_id);
 
 CREATE TABLE fact_evidence (
     fact_id      bigint  NOT NULL REFERENCES facts (fact_id) ON DELETE CASCADE,
-    doc_id       text    NOT NULL REFERENCES documents (doc_id) ON DELETE CASCADE,
+    doc_id       text    NOT NULL,  -- references documents through the two doc_entities keys below
     source_model text    NOT NULL CHECK (source_model <> ''),  -- spert, twostep, gold, ...
     run_id       bigint  REFERENCES extraction_runs (run_id) ON DELETE SET NULL,
     head_local   integer NOT NULL,

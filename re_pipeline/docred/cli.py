@@ -130,7 +130,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = DocREPredictor.load(args.model, args.device)
     docs = load_docred(args.data, args.slice)
     in_train = train_facts(load_docred(args.train, args.train_slice)) if args.train else set()
-    scores, predictions = evaluate(predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.batch_size_eval)
+    scores, predictions = evaluate(
+        predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.batch_size_eval
+    )
     if args.tune:
         predictor.save(args.model)
     if args.predictions:
@@ -154,15 +156,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         docs = from_table(pq.read_table(args.input))
         predictor.predict(docs, args.batch_size_eval)
         pq.write_table(to_table(docs), args.output)
+        n = sum(len(d.predicted.relations) for d in docs)
     else:
         docs = load_docred(args.input, args.slice)
         for d in docs:  # the annotated entities are the input; gold relations are not used
             d.predicted = Annotations(d.gold.entities, [])
         features = predictor.features(docs)
-        facts = predictor.facts(features, args.batch_size_eval)
-        Path(args.output).write_text(json.dumps(predictor.to_docred(features, facts)))
-    n = sum(len(d.predicted.relations) for d in docs) if args.input.endswith(".parquet") else None
-    print(f"{len(docs)} documents -> {args.output}" + (f" ({n} relations)" if n is not None else ""))
+        results = predictor.to_docred(features, predictor.facts(features, args.batch_size_eval))
+        Path(args.output).write_text(json.dumps(results))
+        n = len(results)
+    print(f"{len(docs)} documents, {n} relations -> {args.output}")
     return 0
 
 

@@ -61,25 +61,24 @@ def pair_probs(
 
 def decode_twostep(pairs: Sequence[Pair], p1: torch.Tensor, p2: torch.Tensor, t1: float, t2: float) -> list[Fact]:
     """Facts of one document from step-1 probabilities (P,) and step-2 ones (P, R)."""
-    keep = (p1 >= t1).nonzero().flatten().tolist()
-    if not keep:
+    keep = (p1 >= t1).nonzero().flatten()
+    if keep.numel() == 0:
         return []
     sub = p2[keep]
     chosen = (sub >= t2) | torch.nn.functional.one_hot(sub.argmax(-1), sub.shape[-1]).bool()
     rows, rels = chosen.nonzero(as_tuple=True)
-    facts = []
-    for row, rel in zip(rows.tolist(), rels.tolist(), strict=True):
-        i = keep[row]
-        facts.append((pairs[i][0], pairs[i][1], rel, float(p1[i] * p2[i, rel])))
-    return facts
+    heads_tails = torch.tensor(pairs, dtype=torch.long)[keep[rows]]
+    scores = p1[keep[rows]] * sub[rows, rels]
+    return list(zip(*heads_tails.T.tolist(), rels.tolist(), scores.tolist(), strict=True))
 
 
 def decode_onestep(pairs: Sequence[Pair], probs: torch.Tensor, threshold: float) -> list[Fact]:
     """Facts of one document from one-step probabilities (P, 1 + R); column 0 is N/A."""
-    rows, cols = (probs[:, 1:] >= threshold).nonzero(as_tuple=True)
-    return [
-        (pairs[r][0], pairs[r][1], c, float(probs[r, c + 1])) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
-    ]
+    rows, rels = (probs[:, 1:] >= threshold).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return []
+    heads_tails = torch.tensor(pairs, dtype=torch.long)[rows]
+    return list(zip(*heads_tails.T.tolist(), rels.tolist(), probs[rows, rels + 1].tolist(), strict=True))
 
 
 @dataclass
@@ -116,7 +115,7 @@ class DocREPredictor:
             pairs = f.all_pairs()
             if self.mode == "twostep":
                 t = self.thresholds
-                out.append(decode_twostep(pairs, probs["step1"][i], probs["step2"][i], t["step1"], t["step2"]))
+                out.append(decode_twostep(pairs, probs["step1"][i][:, 0], probs["step2"][i], t["step1"], t["step2"]))
             else:
                 out.append(decode_onestep(pairs, probs["onestep"][i], self.thresholds["onestep"]))
         return out

@@ -84,19 +84,33 @@ _UPSERT_SQL = [
        JOIN doc_entities t ON t.doc_id = r.doc_id AND t.local_id = r.tail_local
        LEFT JOIN LATERAL unnest(r.evidence) AS ev ON true
        GROUP BY 1, 2, 3, 4, 5""",
-    """INSERT INTO facts (head_entity_id, relation_id, tail_entity_id)
-       SELECT DISTINCT head, relation_id, tail FROM stage_facts s
-       WHERE NOT EXISTS (SELECT 1 FROM facts f WHERE f.head_entity_id = s.head AND f.relation_id = s.relation_id
-                                                AND f.tail_entity_id = s.tail)
-       ON CONFLICT (head_entity_id, relation_id, tail_entity_id) DO NOTHING""",
+    # Facts new to the store get their aggregates in the same INSERT (all their evidence is in this shard) ...
+    "CREATE TEMP TABLE new_facts (fact_id bigint PRIMARY KEY) ON COMMIT DROP",
+    """WITH per_doc AS (
+           SELECT head, relation_id, tail, doc_id, max(confidence) AS c, min(extracted_at) AS first_seen,
+                  max(extracted_at) AS last_seen
+           FROM stage_facts GROUP BY 1, 2, 3, 4),
+       inserted AS (
+           INSERT INTO facts (head_entity_id, relation_id, tail_entity_id, support, max_confidence, mean_confidence,
+                              first_seen, last_seen)
+           SELECT head, relation_id, tail, count(*), max(c), least(avg(c), max(c)), min(first_seen), max(last_seen)
+           FROM per_doc s
+           WHERE NOT EXISTS (SELECT 1 FROM facts f WHERE f.head_entity_id = s.head
+                             AND f.relation_id = s.relation_id AND f.tail_entity_id = s.tail)
+           GROUP BY head, relation_id, tail
+           ON CONFLICT (head_entity_id, relation_id, tail_entity_id) DO NOTHING
+           RETURNING fact_id)
+       INSERT INTO new_facts SELECT fact_id FROM inserted""",
     """INSERT INTO fact_evidence (fact_id, doc_id, source_model, run_id, head_local, tail_local, confidence,
                                   evidence_sentences, extracted_at)
        SELECT f.fact_id, s.doc_id, s.source_model, :run, s.head_local, s.tail_local, s.confidence, s.evidence,
               s.extracted_at
        FROM stage_facts s JOIN facts f
          ON f.head_entity_id = s.head AND f.relation_id = s.relation_id AND f.tail_entity_id = s.tail""",
+    # ... while facts that existed before (new evidence) or lost evidence are recomputed below.
     """INSERT INTO touched_facts SELECT DISTINCT f.fact_id FROM stage_facts s JOIN facts f
-         ON f.head_entity_id = s.head AND f.relation_id = s.relation_id AND f.tail_entity_id = s.tail""",
+         ON f.head_entity_id = s.head AND f.relation_id = s.relation_id AND f.tail_entity_id = s.tail
+       WHERE NOT EXISTS (SELECT 1 FROM new_facts n WHERE n.fact_id = f.fact_id)""",
     # Aggregates from the evidence: support = documents; mean = mean over documents of their best confidence.
     """UPDATE facts f SET support = a.support, max_confidence = a.max_c, mean_confidence = least(a.mean_c, a.max_c),
                           first_seen = a.first_seen, last_seen = a.last_seen
@@ -235,6 +249,7 @@ def load_documents(
         for table, columns in _STAGING.items():
             conn.exec_driver_sql(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DROP")
             _copy(conn, table, staged[table])
+            conn.exec_driver_sql(f"ANALYZE {table}")  # temp tables have no statistics: plans would be blind
         for statement in _UPSERT_SQL:
             conn.execute(sa.text(statement), {"run": run_id})
         changed = conn.execute(sa.text("SELECT count(*) FROM changed")).scalar_one()

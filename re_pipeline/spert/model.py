@@ -167,6 +167,27 @@ class SpertModel(nn.Module):
     def entity_logits(self, cls: torch.Tensor, spans: torch.Tensor, sent: torch.Tensor) -> torch.Tensor:
         return self.entity_classifier(self.dropout(torch.cat([cls[sent], spans], dim=-1)))
 
+    def context(
+        self,
+        pool: RangePool,
+        cls: torch.Tensor,
+        sent: torch.Tensor,
+        start: torch.Tensor,
+        end: torch.Tensor,
+        head: torch.Tensor,
+        tail: torch.Tensor,
+    ) -> torch.Tensor:
+        """Relation context of pairs of span rows: localized (max-pool of the words strictly
+        between the two spans, zeros if none), the full sentence, or [CLS]."""
+        pair_sent = sent[head]
+        if self.config.context == "localized":
+            between_start = torch.minimum(end[head], end[tail])
+            between_end = torch.maximum(start[head], start[tail])
+            return pool.max(pair_sent, between_start, between_end)
+        if self.config.context == "full":
+            return pool.max(pair_sent, torch.zeros_like(pair_sent), pool.lengths[pair_sent])
+        return cls[pair_sent]
+
     def relation_logits(
         self,
         pool: RangePool,
@@ -178,14 +199,8 @@ class SpertModel(nn.Module):
         head: torch.Tensor,
         tail: torch.Tensor,
     ) -> torch.Tensor:
-        """Logits (P, relation types) for pairs of span rows (head[i], tail[i])."""
-        pair_sent = sent[head]
-        if self.config.context == "localized":
-            context = pool.max(pair_sent, torch.minimum(end[head], end[tail]), torch.maximum(start[head], start[tail]))
-        elif self.config.context == "full":
-            context = pool.max(pair_sent, torch.zeros_like(pair_sent), pool.lengths[pair_sent])
-        else:
-            context = cls[pair_sent]
+        """Logits (P, relation types) of [span(head) ∘ context ∘ span(tail)] for pairs of span rows."""
+        context = self.context(pool, cls, sent, start, end, head, tail)
         pairs = torch.cat([spans[head], context, spans[tail]], dim=-1)
         return self.relation_classifier(self.dropout(pairs))
 
