@@ -58,10 +58,10 @@ _UPSERT_SQL = [
            results_hash = EXCLUDED.results_hash, text = EXCLUDED.text, num_sentences = EXCLUDED.num_sentences,
            ingested_at = now(), last_run_id = EXCLUDED.last_run_id""",
     """INSERT INTO entities (type, norm_key, canonical_name)
-       SELECT DISTINCT ON (s.type, s.norm_key) s.type, s.norm_key, s.name
+       SELECT s.type, s.norm_key, min(s.name)
        FROM stage_entities s JOIN changed USING (doc_id)
-       WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.type = s.type AND e.norm_key = s.norm_key)
-       ORDER BY s.type, s.norm_key, s.name
+       GROUP BY s.type, s.norm_key
+       ORDER BY s.type, s.norm_key
        ON CONFLICT (type, norm_key) DO NOTHING""",
     """INSERT INTO doc_entities (doc_id, local_id, entity_id, name, type)
        SELECT s.doc_id, s.local_id, e.entity_id, s.name, s.type
@@ -95,9 +95,8 @@ _UPSERT_SQL = [
                               first_seen, last_seen)
            SELECT head, relation_id, tail, count(*), max(c), least(avg(c), max(c)), min(first_seen), max(last_seen)
            FROM per_doc s
-           WHERE NOT EXISTS (SELECT 1 FROM facts f WHERE f.head_entity_id = s.head
-                             AND f.relation_id = s.relation_id AND f.tail_entity_id = s.tail)
            GROUP BY head, relation_id, tail
+           ORDER BY head, relation_id, tail
            ON CONFLICT (head_entity_id, relation_id, tail_entity_id) DO NOTHING
            RETURNING fact_id)
        INSERT INTO new_facts SELECT fact_id FROM inserted""",
