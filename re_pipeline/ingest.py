@@ -359,6 +359,52 @@ def existing_shards(out_dir: Path, prefix: str = "shard") -> list[Path]:
     return sorted(out_dir.glob(f"{prefix}-*.parquet"))
 
 
+def iter_documents(
+    source: str | Path,
+    *,
+    source_name: str | None = None,
+    max_chars: int = 1_000_000,
+    batch_size: int = 256,
+    counts: Counter[str] | None = None,
+) -> Iterator[Document | Quarantined]:
+    """Every document of a corpus, normalized and split, or a quarantine record saying why not.
+
+    Streams in batches of ``batch_size`` records (spaCy works on a batch at a time).
+    ``counts`` (optional) receives ``records`` and ``duplicates`` (same id, same content:
+    skipped); a second record under a known id with different content is quarantined.
+    """
+    counts = counts if counts is not None else Counter()
+    name = source_name or _default_source_name(source)
+    seen: dict[str, tuple[str, str]] = {}  # doc_id -> (content hash, origin of its first record)
+    for batch in _batches(read_corpus(source), batch_size):
+        counts["records"] += len(batch)
+        yield from (item for item in batch if isinstance(item, Quarantined))
+        records = [item for item in batch if not isinstance(item, Quarantined)]
+        for item in _to_documents(records, name, max_chars):
+            if isinstance(item, Quarantined):
+                yield item
+                continue
+            rec, doc = item
+            prior = seen.get(doc.doc_id)
+            if prior is None:
+                seen[doc.doc_id] = (doc.content_hash, rec.origin)
+                yield doc
+            elif prior[0] == doc.content_hash:
+                counts["duplicates"] += 1
+            else:
+                reason = f"duplicate id {doc.external_id!r} with different content (first seen at {prior[1]})"
+                yield _quarantine(rec.origin, doc.text, reason)
+
+
+def load_corpus(source: str | Path, **options: Any) -> tuple[list[Document], list[Quarantined]]:
+    """A whole (small) corpus in memory: for evaluation and training sets, not for production runs."""
+    docs: list[Document] = []
+    bad: list[Quarantined] = []
+    for item in iter_documents(source, **options):
+        (bad if isinstance(item, Quarantined) else docs).append(item)
+    return docs, bad
+
+
 def ingest(
     source: str | Path,
     out_dir: str | Path,
@@ -377,6 +423,8 @@ def ingest(
     the doc ids already loaded with that exact content: those are skipped as unchanged
     (incremental runs). A known id with new content is written: an update.
     """
+    from tqdm import tqdm
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old = existing_shards(out)
@@ -387,40 +435,20 @@ def ingest(
     name = source_name or _default_source_name(source)
     report = IngestReport(quarantine_file=str(out / "quarantine.jsonl"))
     writer = ShardWriter(out, shard_size)
-    seen: dict[str, tuple[str, str]] = {}  # doc_id -> (content hash, origin of its first record)
-
-    from tqdm import tqdm
-
-    bar = tqdm(desc="ingest", unit="doc", disable=not progress)
-    with open(report.quarantine_file, "w", encoding="utf-8") as qfile:
-
-        def quarantine(q: Quarantined) -> None:
-            report.counts["quarantined"] += 1
-            qfile.write(q.to_json() + "\n")
-
-        for batch in _batches(read_corpus(source), batch_size):
-            records = []
-            for item in batch:
-                report.counts["records"] += 1
-                if isinstance(item, Quarantined):
-                    quarantine(item)
-                else:
-                    records.append(item)
+    stream = iter_documents(source, source_name=name, max_chars=max_chars, batch_size=batch_size,
+                            counts=report.counts)  # fmt: skip
+    with (
+        open(report.quarantine_file, "w", encoding="utf-8") as qfile,
+        tqdm(desc="ingest", unit="doc", disable=not progress) as bar,
+    ):
+        for batch in _batches(stream, batch_size):
             docs = []
-            for item in _to_documents(records, name, max_chars):
+            for item in batch:
                 if isinstance(item, Quarantined):
-                    quarantine(item)
-                    continue
-                rec, doc = item
-                prior = seen.get(doc.doc_id)
-                if prior is None:
-                    seen[doc.doc_id] = (doc.content_hash, rec.origin)
-                    docs.append(doc)
-                elif prior[0] == doc.content_hash:
-                    report.counts["duplicates"] += 1
+                    report.counts["quarantined"] += 1
+                    qfile.write(item.to_json() + "\n")
                 else:
-                    reason = f"duplicate id {doc.external_id!r} with different content (first seen at {prior[1]})"
-                    quarantine(_quarantine(rec.origin, doc.text, reason))
+                    docs.append(item)
             if loaded is not None and docs:
                 skip = loaded([(d.doc_id, d.content_hash) for d in docs])
                 report.counts["unchanged"] += sum(d.doc_id in skip for d in docs)
@@ -429,14 +457,10 @@ def ingest(
                 writer.write(d)
             report.counts["documents"] += len(docs)
             bar.update(len(batch))
-    bar.close()
     report.shards = writer.close()
     report.counts["shards"] = len(report.shards)
-    (out / "ingest_report.json").write_text(
-        json.dumps(
-            {"source": str(source), "source_name": name, "counts": report.counts, "shards": report.shards}, indent=2
-        )
-    )
+    summary = {"source": str(source), "source_name": name, "counts": report.counts, "shards": report.shards}
+    (out / "ingest_report.json").write_text(json.dumps(summary, indent=2))
     return report
 
 

@@ -1,0 +1,308 @@
+"""Coreference-aware entity grouping: a document's mentions -> entities (mention clusters).
+
+Two layers, so grouping works before any model is trained and improves once one is:
+
+* **rules** (the floor): mentions of the same type corefer when their normalized
+  names match, one is the other's acronym, or (persons) one is a first or last
+  name of the other;
+* a **learned mention-pair scorer**: string features (the rules among them) plus,
+  when given, encoder embeddings of both mentions, trained on DocRED ``vertexSet``
+  clusters.
+
+Pair probabilities then go through type-constrained average-link agglomerative
+clustering: two clusters merge only if their types agree and the mean probability
+over all their cross pairs passes the threshold, which avoids the chaining that
+single-link transitive closure produces.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from re_pipeline.documents import Document, Entity, Mention, normalize_name
+
+_STOP = {"the", "of", "a", "an", "and", "in", "for", "on", "at", "to", "de", "la", "le", "von", "van", "der"}
+_WORD = re.compile(r"\w+")
+_DIGITS = re.compile(r"\d+")
+
+FEATURES = [
+    "exact",
+    "normalized",
+    "head_word",
+    "acronym",
+    "token_subset",
+    "person_name_part",
+    "same_type",
+    "same_sentence",
+    "sentence_distance",
+    "token_jaccard",
+    "digits_differ",
+    "rule",
+]
+
+
+def _tokens(text: str) -> list[str]:
+    return [t.casefold() for t in _WORD.findall(text)]
+
+
+def _content(tokens: list[str]) -> set[str]:
+    return {t for t in tokens if t not in _STOP}
+
+
+def is_acronym(short: str, long: str) -> bool:
+    """'NASA' for 'National Aeronautics and Space Administration', 'U.S.' for 'United States'."""
+    letters = "".join(c for c in short if c.isalpha())
+    words = [w for w in _WORD.findall(long) if w.casefold() not in _STOP]
+    if len(letters) < 2 or len(words) < 2 or not short.replace(".", "").isupper():
+        return False
+    return letters.casefold() == "".join(w[0] for w in words).casefold()
+
+
+def pair_features(a: Mention, b: Mention) -> list[float]:
+    """String and position features of a mention pair (order-independent), in ``FEATURES`` order."""
+    ta, tb = _tokens(a.text), _tokens(b.text)
+    ca, cb = _content(ta), _content(tb)
+    short, long = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
+    same_type = a.type == b.type
+    acronym = is_acronym(a.text, b.text) or is_acronym(b.text, a.text)
+    person_part = (
+        same_type and a.type == "PER" and bool(short) and short < long and (ta[-1:] == tb[-1:] or ta[:1] == tb[:1])
+    )
+    normalized = bool(normalize_name(a.text)) and normalize_name(a.text) == normalize_name(b.text)
+    da, db = set(_DIGITS.findall(a.text)), set(_DIGITS.findall(b.text))
+    distance = abs(a.sent - b.sent)
+    rule = same_type and (normalized or acronym or person_part)
+    return [
+        float(a.text.casefold() == b.text.casefold()),
+        float(normalized),
+        float(bool(ta) and bool(tb) and ta[-1] == tb[-1]),
+        float(acronym),
+        float(bool(short) and short <= long),
+        float(person_part),
+        float(same_type),
+        float(distance == 0),
+        math.log1p(distance) / math.log(50),
+        len(ca & cb) / max(len(ca | cb), 1),
+        float(bool(da) and bool(db) and da != db),
+        float(rule),
+    ]
+
+
+def rule_probabilities(mentions: list[Mention]) -> torch.Tensor:
+    """(M, M) 1/0 matrix of the deterministic rules: the floor without a trained scorer."""
+    n = len(mentions)
+    probs = torch.zeros((n, n))
+    rule = FEATURES.index("rule")
+    for i in range(n):
+        for j in range(i + 1, n):
+            probs[i, j] = probs[j, i] = pair_features(mentions[i], mentions[j])[rule]
+    return probs
+
+
+@dataclass
+class ScorerConfig:
+    embedding_dim: int = 0  # 0: string features only
+    hidden: int = 64
+    threshold: float = 0.5
+
+
+class PairScorer(nn.Module):
+    """Coreference probability of a mention pair from its features and (optionally) embeddings."""
+
+    def __init__(self, config: ScorerConfig):
+        super().__init__()
+        self.config = config
+        emb_out = 64 if config.embedding_dim else 0
+        self.embed = nn.Linear(3 * config.embedding_dim, emb_out) if config.embedding_dim else None
+        self.mlp = nn.Sequential(
+            nn.Linear(len(FEATURES) + emb_out, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1)
+        )
+
+    def forward(self, features: torch.Tensor, emb_a: torch.Tensor | None, emb_b: torch.Tensor | None) -> torch.Tensor:
+        """Logits (P,) for P pairs: features (P, F), embeddings (P, H) each or None."""
+        x = features
+        if self.embed is not None:
+            if emb_a is None or emb_b is None:
+                raise ValueError("this scorer was trained with mention embeddings; pass them")
+            x = torch.cat([x, torch.relu(self.embed(torch.cat([emb_a, emb_b, emb_a * emb_b], -1)))], -1)
+        return self.mlp(x).squeeze(-1)
+
+    def save(self, folder: str | Path) -> None:
+        from re_pipeline.training import save_weights, write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "config.json", {"model": "coref-pair-scorer", "features": FEATURES, **asdict(self.config)})
+        save_weights(self, folder / "model.safetensors")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PairScorer:
+        import json
+
+        from re_pipeline.training import load_weights
+
+        raw = json.loads((Path(folder) / "config.json").read_text())
+        if raw.get("features") != FEATURES:
+            raise ValueError(f"{folder}: trained with other features ({raw.get('features')}); retrain it")
+        model = cls(ScorerConfig(**{k: raw[k] for k in ("embedding_dim", "hidden", "threshold")}))
+        load_weights(model, Path(folder) / "model.safetensors")
+        return model.eval()
+
+
+def pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indexes (i, j), i < j, of all unordered pairs of n items."""
+    i, j = torch.triu_indices(n, n, offset=1)
+    return i, j
+
+
+def pair_inputs(mentions: list[Mention]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    i, j = pair_index(len(mentions))
+    feats = torch.tensor(
+        [pair_features(mentions[a], mentions[b]) for a, b in zip(i.tolist(), j.tolist(), strict=True)],
+        dtype=torch.float32,
+    ).reshape(-1, len(FEATURES))
+    return i, j, feats
+
+
+def probabilities(
+    mentions: list[Mention], scorer: PairScorer | None = None, embeddings: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(M, M) symmetric coreference probabilities (rules alone without a scorer)."""
+    n = len(mentions)
+    if scorer is None or n < 2:
+        return rule_probabilities(mentions)
+    i, j, feats = pair_inputs(mentions)
+    with torch.inference_mode():
+        emb_a = embeddings[i] if embeddings is not None else None
+        emb_b = embeddings[j] if embeddings is not None else None
+        p = torch.sigmoid(scorer(feats, emb_a, emb_b).float())
+    probs = torch.zeros((n, n))
+    probs[i, j] = p
+    probs[j, i] = p
+    return probs
+
+
+def cluster(mentions: list[Mention], probs: torch.Tensor, threshold: float = 0.5) -> list[list[int]]:
+    """Type-constrained average-link agglomerative clustering; returns clusters of mention indexes."""
+    clusters: list[list[int]] = [[i] for i in range(len(mentions))]
+    while True:
+        best, pair = threshold, None
+        for x in range(len(clusters)):
+            for y in range(x + 1, len(clusters)):
+                if mentions[clusters[x][0]].type != mentions[clusters[y][0]].type:
+                    continue  # a type conflict never merges
+                score = probs[clusters[x]][:, clusters[y]].mean().item()
+                if score >= best:
+                    best, pair = score, (x, y)
+        if pair is None:
+            break
+        x, y = pair
+        clusters[x] = sorted(clusters[x] + clusters.pop(y))
+    return sorted(clusters, key=lambda c: c[0])
+
+
+def entity_name(mentions: list[Mention]) -> str:
+    """Canonical name: the longest mention (full names come before short references), ties by first."""
+    return max(mentions, key=lambda m: (len(_tokens(m.text)), -m.sent, -m.start)).text
+
+
+@dataclass
+class Grouper:
+    """Groups one document's mentions into entities; ``scorer`` None means rules only."""
+
+    scorer: PairScorer | None = None
+    threshold: float = field(default=0.5)
+
+    @classmethod
+    def load(cls, folder: str | Path | None) -> Grouper:
+        if folder is None or not (Path(folder) / "model.safetensors").exists():
+            return cls()
+        scorer = PairScorer.load(folder)
+        return cls(scorer, scorer.config.threshold)
+
+    def group(self, mentions: list[Mention], embeddings: torch.Tensor | None = None) -> list[Entity]:
+        order = sorted(range(len(mentions)), key=lambda k: (mentions[k].sent, mentions[k].start, mentions[k].end))
+        ordered = [mentions[k] for k in order]
+        emb = embeddings[order] if embeddings is not None else None
+        clusters = cluster(ordered, probabilities(ordered, self.scorer, emb), self.threshold)
+        entities = []
+        for c in clusters:
+            ms = [ordered[k] for k in c]
+            entities.append(Entity(ms, ms[0].type, entity_name(ms)))
+        return entities
+
+
+def gold_pairs(doc: Document) -> tuple[list[Mention], torch.Tensor]:
+    """All gold mentions of a document and the (P,) same-cluster labels of their pairs (pair_index order)."""
+    if doc.gold is None:
+        raise ValueError(f"{doc.doc_id} has no gold clusters")
+    mentions, owner = [], []
+    for e, ent in enumerate(doc.gold.entities):
+        for m in ent.mentions:
+            mentions.append(m)
+            owner.append(e)
+    i, j = pair_index(len(mentions))
+    owners = torch.tensor(owner)
+    return mentions, (owners[i] == owners[j]).float() if len(mentions) > 1 else torch.zeros(0)
+
+
+def train_scorer(
+    train_docs: list[Document],
+    dev_docs: list[Document],
+    config: ScorerConfig,
+    embeddings: dict[str, torch.Tensor] | None = None,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    seed: int = 13,
+) -> tuple[PairScorer, list[float]]:
+    """Fit the pair scorer on gold clusters; tune the clustering threshold on dev (CoNLL F1).
+
+    ``embeddings`` maps doc_id -> (M, H) embeddings of the document's gold mentions in
+    ``gold_pairs`` order. Returns the scorer and the per-epoch training loss.
+    """
+    from re_pipeline.coref_metrics import coref_scores
+    from re_pipeline.training import seed_everything
+
+    seed_everything(seed)
+    model = PairScorer(config)
+    data = []
+    for doc in train_docs:
+        mentions, labels = gold_pairs(doc)
+        if len(mentions) < 2:
+            continue
+        i, j, feats = pair_inputs(mentions)
+        emb = embeddings[doc.doc_id] if embeddings is not None else None
+        data.append((feats, labels, emb[i] if emb is not None else None, emb[j] if emb is not None else None))
+    positives = sum(float(d[1].sum()) for d in data)
+    total = sum(len(d[1]) for d in data)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((total - positives) / max(positives, 1.0)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        model.train()
+        epoch_loss = 0.0
+        for k in torch.randperm(len(data)).tolist():
+            feats, labels, ea, eb = data[k]
+            loss = loss_fn(model(feats, ea, eb), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            epoch_loss += loss.item()
+        losses.append(epoch_loss / max(len(data), 1))
+    model.eval()
+    gold = [d.gold.entities for d in dev_docs if d.gold is not None]
+    mentions = [gold_pairs(d)[0] for d in dev_docs]
+    dev_emb = [embeddings.get(d.doc_id) if embeddings else None for d in dev_docs]
+    best = (-1.0, 0.5)
+    for threshold in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]:
+        grouper = Grouper(model, threshold)
+        pred = [grouper.group(m, e) for m, e in zip(mentions, dev_emb, strict=True)]
+        best = max(best, (coref_scores(gold, pred)["conll_f1"], threshold))
+    model.config.threshold = best[1]
+    return model, losses
