@@ -8,7 +8,6 @@ recorded checksum shows when a migration file was edited after being applied.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from re_pipeline.config import DATA_DIR, SQL_DIR
+from re_pipeline.config import SQL_DIR
+from re_pipeline.relation_types import relation_types
 
 _MIGRATION = re.compile(r"^(\d{3})_([\w-]+)\.sql$")
 _LOCK_ID = 0x5E_F1_9E  # arbitrary, constant: serializes migrations across processes
@@ -98,32 +98,11 @@ def apply(engine: Engine) -> list[Migration]:
     return applied
 
 
-#: Wikidata relations that hold in both directions, and pairs that are each other's inverse
-#: (the merge stage uses these to fold duplicates; see Wikidata's property constraints).
-WIKIDATA_SYMMETRIC = {"P26", "P3373", "P190"}
-WIKIDATA_INVERSES = {"P150": "P131", "P527": "P361", "P1376": "P36", "P355": "P749", "P1366": "P1365", "P156": "P155"}
-
-
 def relation_type_rows() -> list[dict[str, object]]:
-    """The relation schemas the product ships: DocRED's 96 Wikidata relations and CoNLL04's 5."""
-    rows: list[dict[str, object]] = []
-    for pid, name in json.loads((DATA_DIR / "rel_info.json").read_text()).items():
-        rows.append(
-            {
-                "id": pid,
-                "schema": "wikidata",
-                "name": name,
-                "desc": f"Wikidata property {pid}",
-                "sym": pid in WIKIDATA_SYMMETRIC,
-                "inv": WIKIDATA_INVERSES.get(pid),
-            }
-        )
-    conll = json.loads((DATA_DIR / "conll04_types.json").read_text())["relations"]
-    for rid, info in conll.items():
-        rows.append(
-            {"id": rid, "schema": "conll04", "name": info["verbose"], "desc": "", "sym": info["symmetric"], "inv": None}
-        )
-    return rows
+    return [
+        {"id": t.id, "schema": t.schema, "name": t.name, "desc": t.description, "sym": t.symmetric, "inv": t.inverse_of}
+        for t in relation_types().values()
+    ]
 
 
 def seed_relation_types(conn: Connection) -> None:
