@@ -64,7 +64,46 @@ def load_shards(
             report = load_documents(engine, docs, run_id, relation_types=rel_types)
             counts.update(report.counts)
             counts["shards"] += 1
+            upstream = ingest_mod.read_quarantine(Path(path).with_suffix(".quarantine.jsonl"))
+            if upstream:  # documents the extraction job quarantined
+                with engine.begin() as conn:
+                    record_quarantine(conn, run_id, upstream)
+                counts["quarantined_upstream"] += len(upstream)
     return counts
+
+
+def extract(
+    shards: Iterable[str | Path], out_dir: str | Path, *, settings: Any = None, progress: bool = True, **options: Any
+) -> Any:
+    """Run the extraction job over ingested shards with the registry's current models."""
+    from re_pipeline.config import Settings
+    from re_pipeline.extract import Extractor, extract_shards, write_summary
+
+    settings = settings or Settings.load()
+    extractor = Extractor.from_registry(settings.models_dir, settings.device, **options)
+    stats = extract_shards(shard_paths(shards), out_dir, extractor, progress=progress)
+    write_summary(Path(out_dir) / "extract_summary.json", stats, extractor.versions)
+    return stats
+
+
+def run_corpus(
+    engine: Engine, corpus: str | Path, work_dir: str | Path, *, settings: Any = None, progress: bool = True
+) -> dict[str, Any]:
+    """ingest (incremental) -> extract -> load, on the embedded defaults or the configured database."""
+    from re_pipeline.config import Settings
+
+    settings = settings or Settings.load()
+    work = Path(work_dir)
+    report = ingest_corpus(
+        engine, corpus, work / "shards", incremental=True, overwrite=True, progress=progress,
+        shard_size=settings.shard_size, max_chars=settings.max_doc_chars,
+    )  # fmt: skip
+    results = work / "results"
+    for old in results.glob("*.parquet"):  # results of an earlier run belong to its own shards
+        old.unlink()
+    stats = extract(report.shards, results, settings=settings, progress=progress)
+    counts = load_shards(engine, [results], command="run", progress=progress) if report.shards else Counter()
+    return {"ingest": dict(report.counts), "extract": stats.as_dict(), "load": dict(counts)}
 
 
 def import_annotated(
