@@ -52,6 +52,9 @@ class Settings:
     device: str = "auto"
     #: Statement timeout for read-only analyst queries, milliseconds.
     query_timeout_ms: int = 60_000
+    #: Data-quality gate: a run fails if its relations per document fall below this
+    #: fraction of the median of the trailing successful runs.
+    min_relation_rate_ratio: float = 0.5
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -85,11 +88,11 @@ def _coerce(name: str, value: Any) -> Any:
         raise ValueError(f"unknown setting {name!r}; known: {', '.join(sorted(_TYPES))}")
     kind = _TYPES[name]
     if isinstance(value, str):
-        if kind == "int":
+        if kind in ("int", "float"):
             try:
-                return int(value)
+                return int(value) if kind == "int" else float(value)
             except ValueError:
-                raise ValueError(f"setting {name} must be an integer, got {value!r}") from None
+                raise ValueError(f"setting {name} must be a number ({kind}), got {value!r}") from None
         if "Path" in kind:
             return Path(value)
     return value

@@ -64,20 +64,34 @@ def is_acronym(short: str, long: str) -> bool:
     return letters.casefold() == "".join(w[0] for w in words).casefold()
 
 
-def pair_features(a: Mention, b: Mention) -> list[float]:
-    """String and position features of a mention pair (order-independent), in ``FEATURES`` order."""
-    ta, tb = _tokens(a.text), _tokens(b.text)
-    ca, cb = _content(ta), _content(tb)
-    short, long = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
+@dataclass(frozen=True)
+class _Profile:
+    """What the pair features need of one mention, computed once per mention."""
+
+    mention: Mention
+    tokens: tuple[str, ...]
+    content: frozenset[str]
+    normalized: str
+    digits: frozenset[str]
+
+    @classmethod
+    def of(cls, m: Mention) -> _Profile:
+        tokens = tuple(_tokens(m.text))
+        content = frozenset(_content(list(tokens)))
+        return cls(m, tokens, content, normalize_name(m.text), frozenset(_DIGITS.findall(m.text)))
+
+
+def _features(pa: _Profile, pb: _Profile) -> list[float]:
+    a, b = pa.mention, pb.mention
+    ta, tb = pa.tokens, pb.tokens
+    short, long = (pa.content, pb.content) if len(pa.content) <= len(pb.content) else (pb.content, pa.content)
     same_type = a.type == b.type
     acronym = is_acronym(a.text, b.text) or is_acronym(b.text, a.text)
     person_part = (
         same_type and a.type == "PER" and bool(short) and short < long and (ta[-1:] == tb[-1:] or ta[:1] == tb[:1])
     )
-    normalized = bool(normalize_name(a.text)) and normalize_name(a.text) == normalize_name(b.text)
-    da, db = set(_DIGITS.findall(a.text)), set(_DIGITS.findall(b.text))
+    normalized = bool(pa.normalized) and pa.normalized == pb.normalized
     distance = abs(a.sent - b.sent)
-    rule = same_type and (normalized or acronym or person_part)
     return [
         float(a.text.casefold() == b.text.casefold()),
         float(normalized),
@@ -88,21 +102,15 @@ def pair_features(a: Mention, b: Mention) -> list[float]:
         float(same_type),
         float(distance == 0),
         math.log1p(distance) / math.log(50),
-        len(ca & cb) / max(len(ca | cb), 1),
-        float(bool(da) and bool(db) and da != db),
-        float(rule),
+        len(pa.content & pb.content) / max(len(pa.content | pb.content), 1),
+        float(bool(pa.digits) and bool(pb.digits) and pa.digits != pb.digits),
+        float(same_type and (normalized or acronym or person_part)),
     ]
 
 
-def rule_probabilities(mentions: list[Mention]) -> torch.Tensor:
-    """(M, M) 1/0 matrix of the deterministic rules: the floor without a trained scorer."""
-    n = len(mentions)
-    probs = torch.zeros((n, n))
-    rule = FEATURES.index("rule")
-    for i in range(n):
-        for j in range(i + 1, n):
-            probs[i, j] = probs[j, i] = pair_features(mentions[i], mentions[j])[rule]
-    return probs
+def pair_features(a: Mention, b: Mention) -> list[float]:
+    """String and position features of a mention pair (order-independent), in ``FEATURES`` order."""
+    return _features(_Profile.of(a), _Profile.of(b))
 
 
 @dataclass
@@ -161,10 +169,27 @@ def pair_index(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return i, j
 
 
-def pair_inputs(mentions: list[Mention]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _type_codes(mentions: list[Mention]) -> torch.Tensor:
+    index: dict[str, int] = {}
+    return torch.tensor([index.setdefault(m.type, len(index)) for m in mentions], dtype=torch.long)
+
+
+def candidate_pairs(mentions: list[Mention]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs that may corefer: those of the same type (a type conflict never merges)."""
     i, j = pair_index(len(mentions))
+    codes = _type_codes(mentions)
+    keep = codes[i] == codes[j]
+    return i[keep], j[keep]
+
+
+def pair_inputs(
+    mentions: list[Mention], pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pair indexes (all pairs by default) and their features (P, F)."""
+    i, j = pairs if pairs is not None else pair_index(len(mentions))
+    profiles = [_Profile.of(m) for m in mentions]
     feats = torch.tensor(
-        [pair_features(mentions[a], mentions[b]) for a, b in zip(i.tolist(), j.tolist(), strict=True)],
+        [_features(profiles[a], profiles[b]) for a, b in zip(i.tolist(), j.tolist(), strict=True)],
         dtype=torch.float32,
     ).reshape(-1, len(FEATURES))
     return i, j, feats
@@ -173,38 +198,54 @@ def pair_inputs(mentions: list[Mention]) -> tuple[torch.Tensor, torch.Tensor, to
 def probabilities(
     mentions: list[Mention], scorer: PairScorer | None = None, embeddings: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """(M, M) symmetric coreference probabilities (rules alone without a scorer)."""
+    """(M, M) symmetric coreference probabilities, 0 across types; the 1/0 rules without a scorer."""
     n = len(mentions)
-    if scorer is None or n < 2:
-        return rule_probabilities(mentions)
-    i, j, feats = pair_inputs(mentions)
-    with torch.inference_mode():
-        emb_a = embeddings[i] if embeddings is not None else None
-        emb_b = embeddings[j] if embeddings is not None else None
-        p = torch.sigmoid(scorer(feats, emb_a, emb_b).float())
     probs = torch.zeros((n, n))
+    i, j = candidate_pairs(mentions) if n > 1 else (torch.zeros(0, dtype=torch.long),) * 2
+    if len(i) == 0:
+        return probs
+    i, j, feats = pair_inputs(mentions, (i, j))
+    if scorer is None:
+        p = feats[:, FEATURES.index("rule")]
+    else:
+        with torch.inference_mode():
+            emb_a = embeddings[i] if embeddings is not None else None
+            emb_b = embeddings[j] if embeddings is not None else None
+            p = torch.sigmoid(scorer(feats, emb_a, emb_b).float())
     probs[i, j] = p
     probs[j, i] = p
     return probs
 
 
 def cluster(mentions: list[Mention], probs: torch.Tensor, threshold: float = 0.5) -> list[list[int]]:
-    """Type-constrained average-link agglomerative clustering; returns clusters of mention indexes."""
-    clusters: list[list[int]] = [[i] for i in range(len(mentions))]
+    """Type-constrained average-link agglomerative clustering; returns clusters of mention indexes.
+
+    Keeps the sum of cross-pair probabilities between every two clusters, so a merge
+    is a vector update and the best next merge one argmax over the matrix.
+    """
+    n = len(mentions)
+    members = [[k] for k in range(n)]
+    if n < 2:
+        return members
+    codes = _type_codes(mentions)
+    allowed = codes[:, None] == codes[None, :]
+    allowed.fill_diagonal_(False)
+    sums = probs.double().clone()
+    sizes = torch.ones(n, dtype=torch.float64)
     while True:
-        best, pair = threshold, None
-        for x in range(len(clusters)):
-            for y in range(x + 1, len(clusters)):
-                if mentions[clusters[x][0]].type != mentions[clusters[y][0]].type:
-                    continue  # a type conflict never merges
-                score = probs[clusters[x]][:, clusters[y]].mean().item()
-                if score >= best:
-                    best, pair = score, (x, y)
-        if pair is None:
+        avg = (sums / (sizes[:, None] * sizes[None, :])).masked_fill(~allowed, -1.0)
+        x, y = divmod(int(avg.argmax()), n)
+        if avg[x, y] < threshold:
             break
-        x, y = pair
-        clusters[x] = sorted(clusters[x] + clusters.pop(y))
-    return sorted(clusters, key=lambda c: c[0])
+        x, y = min(x, y), max(x, y)
+        sums[x] += sums[y]
+        sums[:, x] += sums[:, y]
+        sizes[x] += sizes[y]
+        allowed[y, :] = False
+        allowed[:, y] = False
+        members[x] += members[y]
+        members[y] = []
+    return sorted((sorted(c) for c in members if c), key=lambda c: c[0])
 
 
 def entity_name(mentions: list[Mention]) -> str:

@@ -75,7 +75,7 @@ class IngestReport:
         return (
             f"read {c['records']} records: {c['documents']} documents written to {len(self.shards)} shards, "
             f"{c['quarantined']} quarantined, {c['duplicates']} exact duplicates skipped, "
-            f"{c['unchanged']} unchanged (already loaded) skipped"
+            f"{c['unchanged']} unchanged (already loaded) skipped, {c['out_of_range']} outside the date range"
         )
 
 
@@ -366,12 +366,15 @@ def iter_documents(
     max_chars: int = 1_000_000,
     batch_size: int = 256,
     counts: Counter[str] | None = None,
+    date_range: tuple[str | None, str | None] = (None, None),
 ) -> Iterator[Document | Quarantined]:
     """Every document of a corpus, normalized and split, or a quarantine record saying why not.
 
     Streams in batches of ``batch_size`` records (spaCy works on a batch at a time).
-    ``counts`` (optional) receives ``records`` and ``duplicates`` (same id, same content:
-    skipped); a second record under a known id with different content is quarantined.
+    ``counts`` (optional) receives ``records``, ``duplicates`` (same id, same content:
+    skipped) and ``out_of_range`` (outside ``date_range``, inclusive ISO dates; with a
+    range, undated documents are out of it); a second record under a known id with
+    different content is quarantined.
     """
     counts = counts if counts is not None else Counter()
     name = source_name or _default_source_name(source)
@@ -379,7 +382,8 @@ def iter_documents(
     for batch in _batches(read_corpus(source), batch_size):
         counts["records"] += len(batch)
         yield from (item for item in batch if isinstance(item, Quarantined))
-        records = [item for item in batch if not isinstance(item, Quarantined)]
+        records = [item for item in batch if not isinstance(item, Quarantined) and _in_range(item, date_range)]
+        counts["out_of_range"] += len(batch) - len(records) - sum(isinstance(i, Quarantined) for i in batch)
         for item in _to_documents(records, name, max_chars):
             if isinstance(item, Quarantined):
                 yield item
@@ -394,6 +398,15 @@ def iter_documents(
             else:
                 reason = f"duplicate id {doc.external_id!r} with different content (first seen at {prior[1]})"
                 yield _quarantine(rec.origin, doc.text, reason)
+
+
+def _in_range(rec: RawRecord, date_range: tuple[str | None, str | None]) -> bool:
+    low, high = date_range
+    if low is None and high is None:
+        return True
+    if rec.date is None:
+        return False
+    return (low is None or rec.date >= low) and (high is None or rec.date <= high)
 
 
 def load_corpus(source: str | Path, **options: Any) -> tuple[list[Document], list[Quarantined]]:
@@ -415,6 +428,7 @@ def ingest(
     batch_size: int = 256,
     overwrite: bool = False,
     loaded: Callable[[list[tuple[str, str]]], set[str]] | None = None,
+    date_range: tuple[str | None, str | None] = (None, None),
     progress: bool = True,
 ) -> IngestReport:
     """Ingest a corpus into ``out_dir``: shards, ``quarantine.jsonl`` and ``ingest_report.json``.
@@ -436,7 +450,7 @@ def ingest(
     report = IngestReport(quarantine_file=str(out / "quarantine.jsonl"))
     writer = ShardWriter(out, shard_size)
     stream = iter_documents(source, source_name=name, max_chars=max_chars, batch_size=batch_size,
-                            counts=report.counts)  # fmt: skip
+                            counts=report.counts, date_range=date_range)  # fmt: skip
     with (
         open(report.quarantine_file, "w", encoding="utf-8") as qfile,
         tqdm(desc="ingest", unit="doc", disable=not progress) as bar,

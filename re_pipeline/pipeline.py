@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,16 @@ from re_pipeline.kg.loader import gold_as_predicted, load_documents, record_quar
 from re_pipeline.kg.runs import run_record
 
 
+@contextmanager
+def _run(engine: Engine, command: str, counts: Counter[str], run_id: int | None) -> Iterator[int]:
+    """Work under the given run (an orchestrated run owns its record) or under a new one."""
+    if run_id is not None:
+        yield run_id
+        return
+    with run_record(engine, command, counts) as new_id:
+        yield new_id
+
+
 def ingest_corpus(
     engine: Engine | None,
     source: str | Path,
@@ -27,13 +38,14 @@ def ingest_corpus(
     *,
     incremental: bool = False,
     progress: bool = True,
+    run_id: int | None = None,
     **options: Any,
 ) -> ingest_mod.IngestReport:
     """Ingest to shards; with an engine, quarantined records also go to the ``quarantine`` table."""
     if engine is None:
         return ingest_mod.ingest(source, out_dir, progress=progress, **options)
     counts: Counter[str] = Counter()
-    with run_record(engine, "ingest", counts) as run_id:
+    with _run(engine, "ingest", counts, run_id) as run_id:
         report = ingest_mod.ingest(
             source, out_dir, loaded=loaded_filter(engine) if incremental else None, progress=progress, **options
         )
@@ -46,7 +58,13 @@ def ingest_corpus(
 
 
 def load_shards(
-    engine: Engine, paths: Iterable[str | Path], *, command: str = "load", gold: bool = False, progress: bool = True
+    engine: Engine,
+    paths: Iterable[str | Path],
+    *,
+    command: str = "load",
+    gold: bool = False,
+    progress: bool = True,
+    run_id: int | None = None,
 ) -> Counter[str]:
     """Load result shards, one transaction each. ``gold`` loads DocRED gold annotations instead."""
     from tqdm import tqdm
@@ -54,7 +72,7 @@ def load_shards(
     files = shard_paths(paths)
     counts: Counter[str] = Counter()
     rel_types = relation_type_ids(engine)
-    with run_record(engine, command, counts) as run_id:
+    with _run(engine, command, counts, run_id) as run_id:
         for path in tqdm(files, desc="load", unit="shard", disable=not progress):
             docs = ingest_mod.read_shard(path)
             if gold:

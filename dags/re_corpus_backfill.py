@@ -1,0 +1,5 @@
+"""Manual backfill with validated params: source, date range, reprocess, model version, shard size."""
+
+from re_pipeline.orchestration import backfill_dag
+
+dag = backfill_dag()

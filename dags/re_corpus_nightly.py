@@ -1,0 +1,5 @@
+"""Nightly corpus run: new or changed documents into the knowledge graph (see re_pipeline.orchestration)."""
+
+from re_pipeline.orchestration import nightly_dag
+
+dag = nightly_dag()
