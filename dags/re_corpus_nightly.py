@@ -1,4 +1,4 @@
-"""Nightly corpus run: new or changed documents into the knowledge graph (see re_pipeline.orchestration)."""
+"""Airflow DAG: nightly corpus run, new or changed documents into the knowledge graph (re_pipeline.orchestration)."""
 
 from re_pipeline.orchestration import nightly_dag
 

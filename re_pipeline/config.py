@@ -55,6 +55,8 @@ class Settings:
     #: Data-quality gate: a run fails if its relations per document fall below this
     #: fraction of the median of the trailing successful runs.
     min_relation_rate_ratio: float = 0.5
+    #: First retry delay of Airflow tasks, seconds (doubles on each retry).
+    retry_delay_s: int = 30
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

@@ -29,7 +29,7 @@ GPU_POOL = "re_gpu"
 DEFAULT_ARGS = {
     "owner": "re_pipeline",
     "retries": 2,
-    "retry_delay": timedelta(seconds=30),
+    "retry_delay": timedelta(seconds=Settings.load().retry_delay_s),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
@@ -38,11 +38,11 @@ DEFAULT_ARGS = {
 def database_url() -> str | None:
     """The Airflow connection ``re_pipeline_db`` when defined, else None (DATABASE_URL / embedded)."""
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = BaseHook.get_connection(CONNECTION_ID)
-    except (AirflowRuntimeError, KeyError, ValueError):
+    except AirflowNotFoundException:
         return None
     return conn.get_uri()
 
@@ -145,7 +145,7 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
             counts = load_shards(_engine(_settings()), [result_path], progress=False, run_id=info["run_id"])
             return {k: int(v) for k, v in counts.items()}
 
-        @task(outlets=[KNOWLEDGE_GRAPH])
+        @task(outlets=[KNOWLEDGE_GRAPH], trigger_rule="none_failed")  # also after zero shards
         def finalize(loaded: list[dict[str, int]], info: dict[str, Any]) -> dict[str, Any]:
             """Close the run record; fail loudly when the data-quality checks fail."""
             from re_pipeline.quality import close_run
