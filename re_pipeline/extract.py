@@ -86,23 +86,25 @@ class Extractor:
     docs_per_batch: int = 32
 
     @classmethod
-    def from_registry(cls, models_dir: str | Path, device: str = "auto", **options: Any) -> Extractor:
-        """The registry's current models (heavy imports happen here, not at module import)."""
+    def from_registry(
+        cls, models_dir: str | Path, device: str = "auto", pinned: tuple[str, ...] = (), **options: Any
+    ) -> Extractor:
+        """The registry's current models, or the ``pinned`` versions (heavy imports happen here)."""
         from re_pipeline.docred.predict import DocREPredictor
         from re_pipeline.spert.predict import SpertPredictor
 
         registry = Registry(Path(models_dir))
-        spert_dir = registry.current("spert")
-        if spert_dir is None:
+        versions = registry.versions(pinned)
+        if "spert" not in versions:
             raise FileNotFoundError(
                 f"no current SpERT model in {registry.path}; train one: re-pipeline train --profile quick"
             )
-        docred_dir = registry.current("docred")
+        root = registry.root
         return cls(
-            SpertPredictor.load(spert_dir, device),
-            Grouper.load(registry.current("coref")),
-            DocREPredictor.load(docred_dir, device) if docred_dir else None,
-            registry.versions(),
+            SpertPredictor.load(root / versions["spert"], device),
+            Grouper.load(root / versions["coref"] if "coref" in versions else None),
+            DocREPredictor.load(root / versions["docred"], device) if "docred" in versions else None,
+            versions,
             **options,
         )
 

@@ -63,6 +63,13 @@ def _run_dir(settings: Settings, run_id: str) -> Path:
     return Path(settings.home).resolve() / "runs" / safe
 
 
+def inject_failure(task_id: str) -> None:
+    """Chaos testing: ``RE_PIPELINE_INJECT_FAILURE=<task id>`` fails that task's first try
+    after its work is done, as a worker lost before reporting success would."""
+    if os.environ.get("RE_PIPELINE_INJECT_FAILURE") == task_id and get_current_context()["ti"].try_number == 1:
+        raise RuntimeError(f"injected failure in {task_id} (RE_PIPELINE_INJECT_FAILURE)")
+
+
 def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], description: str) -> DAG:
     """A corpus DAG: nightly (``schedule`` set) or backfill (``schedule`` None, manual)."""
 
@@ -89,7 +96,8 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
             p = ctx["params"]
             settings = _settings()
             engine = _engine(settings)
-            versions = Registry(settings.models_dir).versions()
+            pinned = (p["model_version"],) if p.get("model_version") else ()
+            versions = Registry(settings.models_dir).versions(pinned)
             run_id = start_run(engine, f"airflow:{dag_id}", dag_run_id=ctx["run_id"], model_versions=versions)
             return {
                 "run_id": run_id,
@@ -99,6 +107,7 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
                 "shard_size": int(p.get("shard_size") or settings.shard_size),
                 "date_from": p.get("date_from"),
                 "date_to": p.get("date_to"),
+                "pinned": [p["model_version"]] if p.get("model_version") else [],
             }
 
         @task
@@ -133,8 +142,11 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
             from re_pipeline.pipeline import extract as run_extract
 
             out = Path(info["dir"]) / "results"
-            stats = run_extract([shard_path], out, settings=_settings(), progress=False)
+            stats = run_extract(
+                [shard_path], out, settings=_settings(), progress=False, pinned=tuple(info["pinned"])
+            )
             print(stats.summary())
+            inject_failure("extract")
             return str(out / Path(shard_path).name)
 
         @task

@@ -68,6 +68,12 @@ class Registry:
         name = self.read()["current"].get(role)
         return self.root / name if name else None
 
-    def versions(self) -> dict[str, str]:
-        """Role -> current model name: what an extraction run records."""
-        return dict(self.read()["current"])
+    def versions(self, pinned: tuple[str, ...] = ()) -> dict[str, str]:
+        """Role -> model name: the current ones, with ``pinned`` names replacing their role's."""
+        data = self.read()
+        chosen = dict(data["current"])
+        for name in pinned:
+            if name not in data["models"]:
+                raise KeyError(f"model {name!r} is not in {self.path}; known: {', '.join(sorted(data['models']))}")
+            chosen[data["models"][name]["role"]] = name
+        return chosen

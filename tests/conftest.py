@@ -12,6 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Airflow imported in-process (DagBag) keeps its files in a throwaway home, not ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="re-test-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +74,22 @@ def dump_tables(engine: sa.engine.Engine, tables: list[str] | None = None) -> di
             rows = conn.exec_driver_sql(f"SELECT * FROM {table}").fetchall()
             out[table] = sorted((tuple(r) for r in rows), key=repr)
     return out
+
+
+KG_CONTENT = {
+    "documents": "SELECT doc_id, content_hash, results_hash, text FROM documents",
+    "entities": "SELECT type, norm_key, canonical_name FROM entities",
+    "doc_entities": "SELECT d.doc_id, d.local_id, e.type, e.norm_key, d.name FROM doc_entities d JOIN entities e"
+    " USING (entity_id)",
+    "mentions": "SELECT doc_id, local_id, sent_id, start_word, end_word, char_start, char_end, text, type, score"
+    " FROM mentions",
+    "facts": "SELECT head, head_type, relation_id, tail, tail_type, support, confidence, mean_confidence FROM triples",
+    "evidence": "SELECT t.head, t.relation_id, t.tail, e.doc_id, e.source_model, e.confidence, e.evidence_sentences"
+    " FROM fact_evidence e JOIN triples t USING (fact_id)",
+}
+
+
+def kg_content(engine: sa.engine.Engine) -> dict[str, list[tuple]]:
+    """The knowledge graph by natural keys: equal for equal content, whatever the ids, runs and times."""
+    with engine.connect() as conn:
+        return {k: sorted((tuple(r) for r in conn.exec_driver_sql(sql)), key=repr) for k, sql in KG_CONTENT.items()}
