@@ -57,6 +57,12 @@ class Settings:
     min_relation_rate_ratio: float = 0.5
     #: First retry delay of Airflow tasks, seconds (doubles on each retry).
     retry_delay_s: int = 30
+    #: Corpus of the nightly DAG (file, folder or glob); empty means the bundled sample corpus.
+    corpus: str = ""
+    #: Schedule of the nightly DAG (cron expression or preset).
+    schedule: str = "@daily"
+    #: Celery/Kubernetes queue of the extraction task (a GPU worker listens on it).
+    gpu_queue: str = "default"
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

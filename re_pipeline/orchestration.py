@@ -133,7 +133,7 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
 
         @task(
             pool=GPU_POOL,
-            queue=os.environ.get("RE_PIPELINE_GPU_QUEUE", "default"),
+            queue=Settings.load().gpu_queue,
             retries=3,
             execution_timeout=timedelta(hours=4),
         )
@@ -178,10 +178,10 @@ def nightly_dag() -> DAG:
     settings = Settings.load()
     return corpus_dag(
         "re_corpus_nightly",
-        schedule=os.environ.get("RE_PIPELINE_SCHEDULE", "@daily"),
+        schedule=settings.schedule,
         description="Nightly: new or changed documents of the corpus into the knowledge graph",
         params={
-            "source": Param(os.environ.get("RE_PIPELINE_CORPUS", str(SAMPLE_CORPUS)), type="string", minLength=1),
+            "source": Param(settings.corpus or str(SAMPLE_CORPUS), type="string", minLength=1),
             "shard_size": Param(settings.shard_size, type="integer", minimum=1),
         },
     )
