@@ -25,7 +25,7 @@ def clusters_of(entities: Sequence[Entity]) -> list[Cluster]:
 def _f1(p_num: float, p_den: float, r_num: float, r_den: float) -> dict[str, float]:
     p = p_num / p_den if p_den else 0.0
     r = r_num / r_den if r_den else 0.0
-    return {"p": 100 * p, "r": 100 * r, "f1": 100 * (2 * p * r / (p + r) if p + r else 0.0)}
+    return {"precision": 100 * p, "recall": 100 * r, "f1": 100 * (2 * p * r / (p + r) if p + r else 0.0)}
 
 
 def _muc_side(keys: list[Cluster], responses: list[Cluster]) -> tuple[float, float]:

@@ -60,16 +60,16 @@ def test_metrics_on_textbook_cases() -> None:
     gold = [Entity([a, b, c, d])]
     pred = [Entity([a, b]), Entity([c, d])]
     s = coref_scores([gold], [pred])
-    assert s["muc"]["r"] == pytest.approx(200 / 3) and s["muc"]["p"] == pytest.approx(100)
+    assert s["muc"]["recall"] == pytest.approx(200 / 3) and s["muc"]["precision"] == pytest.approx(100)
     gold3, pred3 = [Entity([a, b, c])], [Entity([a, b]), Entity([c])]
     s = coref_scores([gold3], [pred3])
-    assert s["b3"]["r"] == pytest.approx(500 / 9) and s["b3"]["p"] == pytest.approx(100)
+    assert s["b3"]["recall"] == pytest.approx(500 / 9) and s["b3"]["precision"] == pytest.approx(100)
     assert s["exact_cluster"]["f1"] == 0.0
     perfect = coref_scores([gold3], [gold3])
     assert perfect["conll_f1"] == pytest.approx(100) and perfect["exact_cluster"]["f1"] == pytest.approx(100)
     # a predicted mention absent from gold (twinless) costs precision only
     extra = coref_scores([gold3], [[Entity([a, b, c]), Entity([d])]])
-    assert extra["b3"]["r"] == pytest.approx(100) and extra["b3"]["p"] < 100
+    assert extra["b3"]["recall"] == pytest.approx(100) and extra["b3"]["precision"] < 100
 
 
 def test_scorer_learns_from_gold_clusters(tmp_path) -> None:
