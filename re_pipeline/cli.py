@@ -136,6 +136,87 @@ def cmd_facts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from re_pipeline.pipeline import extract
+
+    settings = _settings(args).with_(device=args.device)
+    stats = extract(args.shards, args.out, settings=settings, docs_per_batch=args.docs_per_batch)
+    print(stats.summary())
+    print(f"results: {args.out} (summary in extract_summary.json)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from re_pipeline.pipeline import run_corpus
+    from re_pipeline.registry import Registry
+
+    settings = _settings(args).with_(device=args.device)
+    if Registry(settings.models_dir).current("spert") is None:
+        print(f"No trained models in {settings.models_dir}: training small ones first (train --profile quick) ...")
+        _train(settings, "quick")
+    summary = run_corpus(_engine(args), args.corpus, Path(settings.home) / "work", settings=settings)
+    for stage, counts in summary.items():
+        _print_counts(stage, {k: v for k, v in counts.items() if not isinstance(v, dict)})
+    return 0
+
+
+def _train(settings: Settings, profile: str, corpus: str | None = None, roles: tuple[str, ...] | None = None) -> None:
+    from re_pipeline.model_training import ROLES, train_models
+
+    results = train_models(
+        profile, settings.models_dir, settings.encoder_path, corpus=corpus, roles=roles or ROLES, device=settings.device
+    )
+    for role, r in results.items():
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items())
+        print(f"{role}: {r['name']} ({shown}){' -> current' if r['promoted'] else ' (current kept: it scores higher)'}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _train(
+        _settings(args).with_(device=args.device), args.profile, args.corpus, tuple(args.roles) if args.roles else None
+    )
+    return 0
+
+
+def cmd_coref(args: argparse.Namespace) -> int:
+    from re_pipeline.coref import Grouper, ScorerConfig, gold_pairs, train_scorer
+    from re_pipeline.coref_metrics import coref_scores
+    from re_pipeline.ingest import load_corpus
+    from re_pipeline.spert.data import parse_range
+
+    docs, _ = load_corpus(args.data)
+    if args.coref_command == "train":
+        train, dev = docs[parse_range(args.train_slice)], docs[parse_range(args.dev_slice)]
+        scorer, losses = train_scorer(train, dev, ScorerConfig(), epochs=args.epochs)
+        scorer.save(args.out)
+        print(f"trained on {len(train)} documents: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        print(f"threshold {scorer.config.threshold} (tuned on {len(dev)} dev documents); saved to {args.out}")
+        return 0
+    docs = docs[parse_range(args.slice)]
+    grouper = Grouper.load(args.model)
+    scores = coref_scores([d.gold.entities for d in docs], [grouper.group(gold_pairs(d)[0]) for d in docs])
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_evaluate_e2e(args: argparse.Namespace) -> int:
+    from re_pipeline.e2e import evaluate
+    from re_pipeline.extract import Extractor, ExtractStats
+    from re_pipeline.ingest import load_corpus
+    from re_pipeline.spert.data import parse_range
+
+    settings = _settings(args).with_(device=args.device)
+    docs, _ = load_corpus(args.gold)
+    docs = docs[parse_range(args.slice)]
+    extractor = Extractor.from_registry(settings.models_dir, settings.device)
+    stats = ExtractStats()
+    for i in range(0, len(docs), extractor.docs_per_batch):
+        extractor.process(docs[i : i + extractor.docs_per_batch], stats)  # models see sentences only, never gold
+    scores = evaluate(docs)
+    print(json.dumps({"documents": len(docs), "models": extractor.versions, "scores": scores}, indent=2))
+    return 0
+
+
 DEMO_QUERIES = [
     ("Most-supported facts", "most_supported_facts", {"limit": 8}),
     ("Relations of an entity ('United States')", "relations_of_entity", {"entity": "United States", "limit": 8}),
@@ -228,6 +309,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="load the bundled sample corpus and show example queries")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "extract",
+        help="the extraction batch job: ingested shards -> entities and relations",
+        description="SpERT -> coreference grouping -> DocRED two-step -> merge, with the registry's current models. "
+        "Result shards are written atomically; finished ones are skipped on a rerun.",
+    )
+    p.add_argument("shards", nargs="+", help="ingested shards or folders of them")
+    p.add_argument("--out", required=True, help="folder for result shards")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (CUDA with bf16 when present)")
+    p.add_argument("--docs-per-batch", type=int, default=32, help="documents processed together (memory bound)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "run",
+        help="ingest -> extract -> load a corpus in one command (trains quick models first if there are none)",
+    )
+    p.add_argument("corpus", help="file, folder or glob")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "train",
+        help="train and register the pipeline's models (SpERT, coreference, DocRED two-step)",
+        description="quick: small models on the bundled sample corpus, minutes on a CPU (a demo). full: the papers' "
+        "settings on a DocRED-format corpus (default ../shared/data/redocred/dev_revised.json, first 400 documents "
+        "to train, last 100 for dev); GPU recommended. A new model becomes current only if it beats the current one.",
+    )
+    p.add_argument("--profile", choices=["quick", "full"], default="quick")
+    p.add_argument("--corpus", help="DocRED-format JSON to train on (default per profile)")
+    p.add_argument("--roles", nargs="+", choices=["spert", "coref", "docred"], help="default: all three")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("coref", help="train or evaluate the coreference pair scorer on DocRED clusters")
+    csub = p.add_subparsers(dest="coref_command", required=True)
+    c = csub.add_parser("train", help="fit the scorer on gold clusters; tune the clustering threshold on dev")
+    c.add_argument("data", help="DocRED-format JSON")
+    c.add_argument("--train-slice", default="0:400", help="documents to train on (python slice, default 0:400)")
+    c.add_argument("--dev-slice", default="400:500", help="documents to tune on (default 400:500)")
+    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--out", required=True, help="model folder")
+    c = csub.add_parser("evaluate", help="MUC, B3, CEAF-e, CoNLL F1 and exact-cluster F1 from gold mentions")
+    c.add_argument("data", help="DocRED-format JSON")
+    c.add_argument("--slice", default=":", help="documents to evaluate (python slice)")
+    c.add_argument("--model", help="scorer folder (default: the rules alone)")
+    p.set_defaults(func=cmd_coref)
+
+    p = sub.add_parser(
+        "evaluate-e2e",
+        help="run the extraction job on a DocRED-format corpus's text and score it against its gold annotations",
+    )
+    p.add_argument("--gold", required=True, help="DocRED-format JSON")
+    p.add_argument("--slice", default=":", help="documents to evaluate (python slice, e.g. 400:500)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_evaluate_e2e)
+
+    from re_pipeline.baselines.cli import register as register_baselines
+    from re_pipeline.docred.cli import register as register_docred
+    from re_pipeline.spert.cli import register as register_spert
+
+    for register in (register_spert, register_docred, register_baselines):
+        register(sub)
     return parser
 
 
