@@ -320,9 +320,7 @@ def train_scorer(
         i, j, feats = pair_inputs(mentions)
         emb = embeddings[doc.doc_id] if embeddings is not None else None
         data.append((feats, labels, emb[i] if emb is not None else None, emb[j] if emb is not None else None))
-    positives = sum(float(d[1].sum()) for d in data)
-    total = sum(len(d[1]) for d in data)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor((total - positives) / max(positives, 1.0)))
+    loss_fn = nn.BCEWithLogitsLoss()  # unweighted: probabilities stay calibrated for the threshold
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     losses = []
     for _ in range(epochs):
@@ -341,7 +339,7 @@ def train_scorer(
     mentions = [gold_pairs(d)[0] for d in dev_docs]
     dev_emb = [embeddings.get(d.doc_id) if embeddings else None for d in dev_docs]
     best = (-1.0, 0.5)
-    for threshold in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]:
+    for threshold in [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]:
         grouper = Grouper(model, threshold)
         pred = [grouper.group(m, e) for m, e in zip(mentions, dev_emb, strict=True)]
         best = max(best, (coref_scores(gold, pred)["conll_f1"], threshold))
