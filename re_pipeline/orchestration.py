@@ -142,9 +142,7 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
             from re_pipeline.pipeline import extract as run_extract
 
             out = Path(info["dir"]) / "results"
-            stats = run_extract(
-                [shard_path], out, settings=_settings(), progress=False, pinned=tuple(info["pinned"])
-            )
+            stats = run_extract([shard_path], out, settings=_settings(), progress=False, pinned=tuple(info["pinned"]))
             print(stats.summary())
             inject_failure("extract")
             return str(out / Path(shard_path).name)
@@ -201,3 +199,49 @@ def backfill_dag() -> DAG:
             "shard_size": Param(1000, type="integer", minimum=1, maximum=100_000),
         },
     )
+
+
+def training_dag() -> DAG:
+    """Manual: train SpERT, the coreference scorer and the two-step model, each promoted only if better."""
+
+    @dag(
+        dag_id="re_train_models",
+        description="Train, evaluate on dev, and promote models that beat the current ones",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "retries": 1},
+        params={
+            "profile": Param("quick", enum=["quick", "full"], description="quick: sample corpus; full: paper settings"),
+            "corpus": Param(None, type=["null", "string"], description="DocRED-format JSON (default per profile)"),
+        },
+        tags=["re_pipeline", "training"],
+        doc_md=training_dag.__doc__,
+    )
+    def build() -> None:
+        def train_role(role: str) -> Any:
+            @task(task_id=f"train_{role}", pool=GPU_POOL, queue=Settings.load().gpu_queue)
+            def train() -> dict[str, Any]:
+                from re_pipeline.model_training import train_models
+
+                p = get_current_context()["params"]
+                settings = Settings.load()
+                result = train_models(
+                    p["profile"], settings.models_dir, settings.encoder_path, corpus=p.get("corpus"), roles=(role,),
+                    device=settings.device,
+                )  # fmt: skip
+                return result[role]
+
+            return train()
+
+        @task
+        def report(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            for r in results:
+                state = "promoted to current" if r["promoted"] else "kept the current model (it scores higher)"
+                print(f"{r['name']}: {r['metrics']} -> {state}")
+            return results
+
+        report([train_role(role) for role in ("spert", "coref", "docred")])
+
+    return build()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from re_pipeline.registry import Registry
+
+
+def test_a_model_becomes_current_only_if_it_beats_the_current_one(tmp_path: Path) -> None:
+    for name in ("docred-a", "docred-b", "docred-c"):
+        (tmp_path / name).mkdir()
+    reg = Registry(tmp_path)
+    assert reg.current("docred") is None and reg.versions() == {}
+    assert reg.register("docred", "docred-a", {"f1": 40.0}) is True
+    assert reg.register("docred", "docred-b", {"f1": 35.0}) is False  # worse: recorded, not promoted
+    assert reg.current("docred") == tmp_path / "docred-a"
+    assert reg.register("docred", "docred-c", {"f1": 41.0}) is True
+    assert reg.versions() == {"docred": "docred-c"}
+    assert reg.versions(pinned=("docred-b",)) == {"docred": "docred-b"}
+    assert set(reg.read()["models"]) == {"docred-a", "docred-b", "docred-c"}
+
+
+def test_registry_rejects_what_it_cannot_compare(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    reg = Registry(tmp_path)
+    with pytest.raises(ValueError, match="need 'f1'"):
+        reg.register("docred", "m", {"accuracy": 1.0})
+    with pytest.raises(ValueError, match="unknown role"):
+        reg.register("ner", "m", {"f1": 1.0})
+    with pytest.raises(FileNotFoundError):
+        reg.register("docred", "missing", {"f1": 1.0})
+    with pytest.raises(KeyError, match="not in"):
+        reg.versions(pinned=("nope",))
