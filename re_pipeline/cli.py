@@ -148,16 +148,23 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from re_pipeline.pipeline import run_corpus
-    from re_pipeline.registry import Registry
 
     settings = _settings(args).with_(device=args.device)
-    if Registry(settings.models_dir).current("spert") is None:
-        print(f"No trained models in {settings.models_dir}: training small ones first (train --profile quick) ...")
-        _train(settings, "quick")
+    _ensure_models(settings)
     summary = run_corpus(_engine(args), args.corpus, Path(settings.home) / "work", settings=settings)
-    for stage, counts in summary.items():
-        _print_counts(stage, {k: v for k, v in counts.items() if not isinstance(v, dict)})
+    print(summary["extract_summary"])
+    for stage in ("ingest", "load"):
+        _print_counts(stage, summary[stage])
     return 0
+
+
+def _ensure_models(settings: Settings) -> None:
+    from re_pipeline.registry import Registry
+
+    if Registry(settings.models_dir).current("spert") is None:
+        print(f"No trained models in {settings.models_dir}: training small ones on the sample corpus first")
+        print("(re-pipeline train --profile quick: a few minutes on a CPU; --profile full trains the real ones)")
+        _train(settings, "quick")
 
 
 def _train(settings: Settings, profile: str, corpus: str | None = None, roles: tuple[str, ...] | None = None) -> None:
@@ -221,18 +228,25 @@ DEMO_QUERIES = [
     ("Most-supported facts", "most_supported_facts", {"limit": 8}),
     ("Relations of an entity ('United States')", "relations_of_entity", {"entity": "United States", "limit": 8}),
     ("Facts the last run added", "facts_added_by_run", {"run_id": None, "limit": 5}),
+    ("Model facts that gold annotations also state", "model_agreement_with_gold", {}),
 ]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from re_pipeline.kg import queries
-    from re_pipeline.pipeline import import_annotated
+    from re_pipeline.pipeline import import_annotated, run_corpus
 
+    settings = _settings(args).with_(device=getattr(args, "device", None))
     engine = _engine(args)
-    print(f"Importing the sample corpus {SAMPLE_CORPUS.name} (Re-DocRED, MIT) with its gold annotations ...")
-    report, counts = import_annotated(engine, SAMPLE_CORPUS)
+    print(f"1/2 Importing the sample corpus {SAMPLE_CORPUS.name} (Re-DocRED, MIT) with its gold annotations ...")
+    report, counts = import_annotated(engine, SAMPLE_CORPUS, source_name="sample_gold")
     print(report.summary())
     _print_counts("loaded", counts)
+    print("2/2 Running the pipeline (ingest -> extract -> load) on the same documents' text ...")
+    _ensure_models(settings)
+    summary = run_corpus(engine, SAMPLE_CORPUS, Path(settings.home) / "demo", settings=settings, source_name="sample")
+    print(summary["extract_summary"])
+    _print_counts("loaded", summary["load"])
     for title, name, params in DEMO_QUERIES:
         sql = queries.named_queries()[name].read_text()
         print(f"\n== {title}: sql/queries/{name}.sql ==\n{sql.strip()}\n-- params: {json.dumps(params)}")
@@ -307,7 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_facts)
 
-    p = sub.add_parser("demo", help="load the bundled sample corpus and show example queries")
+    p = sub.add_parser(
+        "demo",
+        help="load the bundled sample corpus (gold, and through the pipeline) and show example queries",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

@@ -105,7 +105,13 @@ def extract(
 
 
 def run_corpus(
-    engine: Engine, corpus: str | Path, work_dir: str | Path, *, settings: Any = None, progress: bool = True
+    engine: Engine,
+    corpus: str | Path,
+    work_dir: str | Path,
+    *,
+    settings: Any = None,
+    progress: bool = True,
+    source_name: str | None = None,
 ) -> dict[str, Any]:
     """ingest (incremental) -> extract -> load, on the embedded defaults or the configured database."""
     from re_pipeline.config import Settings
@@ -114,14 +120,19 @@ def run_corpus(
     work = Path(work_dir)
     report = ingest_corpus(
         engine, corpus, work / "shards", incremental=True, overwrite=True, progress=progress,
-        shard_size=settings.shard_size, max_chars=settings.max_doc_chars,
+        shard_size=settings.shard_size, max_chars=settings.max_doc_chars, source_name=source_name,
     )  # fmt: skip
     results = work / "results"
     for old in results.glob("*.parquet"):  # results of an earlier run belong to its own shards
         old.unlink()
     stats = extract(report.shards, results, settings=settings, progress=progress)
     counts = load_shards(engine, [results], command="run", progress=progress) if report.shards else Counter()
-    return {"ingest": dict(report.counts), "extract": stats.as_dict(), "load": dict(counts)}
+    return {
+        "ingest": dict(report.counts),
+        "extract": stats.as_dict(),
+        "extract_summary": stats.summary(),
+        "load": dict(counts),
+    }
 
 
 def import_annotated(

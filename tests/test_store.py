@@ -140,6 +140,7 @@ def test_import_sample_corpus_counts(engine: sa.engine.Engine, tmp_path: Path) -
 
 def test_query_is_read_only_and_example_queries_run(engine: sa.engine.Engine, tmp_path: Path) -> None:
     import_annotated(engine, SAMPLE_CORPUS, work_dir=tmp_path, progress=False)
+    loader.load_documents(engine, [_doc("model-doc", [(0, 1, "P27", 0.9)])], None)  # a model's facts too
     with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
         queries.run_readonly(engine, "DELETE FROM facts")
     assert _scalar(engine, "SELECT count(*) FROM facts") > 0
