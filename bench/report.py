@@ -19,9 +19,10 @@ HEADER = "# Benchmarks\n\nEvery figure below was written by the command shown wi
 def machine() -> str:
     import os
 
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}"
+        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}; load average when written: {load}"
     )
 
 
