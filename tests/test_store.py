@@ -117,6 +117,37 @@ def test_failed_load_leaves_database_as_before(engine: sa.engine.Engine, monkeyp
     assert dump_tables(engine) == before
 
 
+def test_loader_verifies_references_it_writes(engine: sa.engine.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path switches per-row FK triggers off; its set-based check must still catch a broken row."""
+    loader.load_documents(engine, [_doc("d1", [(0, 1, "P27", 0.9)])], None)
+    before = dump_tables(engine)
+    orphan = (
+        "INSERT INTO mentions SELECT doc_id, 99, 0, 0, 1, 0, 1, 'x', 'PER', NULL FROM changed"  # no entity 99
+    )
+    monkeypatch.setattr(loader, "_UPSERT_SQL", [*loader._UPSERT_SQL, orphan])
+    with pytest.raises(RuntimeError, match="rows break the reference mentions -> doc_entities"):
+        loader.load_documents(engine, [_doc("d2", [(0, 1, "P27", 0.9)])], None)
+    assert dump_tables(engine) == before
+    with pytest.raises(ValueError, match="run 12345 does not exist"):
+        loader.load_documents(engine, [_doc("d3", [])], 12345)
+
+
+def test_a_role_without_superuser_loads_through_the_foreign_key_triggers(engine: sa.engine.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP ROLE IF EXISTS kg_writer")
+        conn.exec_driver_sql("CREATE ROLE kg_writer LOGIN")
+        conn.exec_driver_sql("GRANT ALL ON ALL TABLES IN SCHEMA public TO kg_writer")
+        conn.exec_driver_sql("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO kg_writer")
+    writer = sa.create_engine(engine.url.set(username="kg_writer"), poolclass=sa.pool.NullPool)
+    with writer.connect() as conn:
+        assert loader._fast_path(conn) is False
+    docs = [_doc("d1", [(0, 1, "P27", 0.9), (2, 1, "P17", 0.5)]), _doc("d2", [(0, 1, "P27", 0.7)])]
+    assert loader.load_documents(writer, docs, None).counts["loaded"] == 2
+    loader.load_documents(writer, [_doc("d1", [(0, 2, "P551", 0.6)])], None)  # replacement, cascades by triggers
+    assert _aggregates_match_evidence(engine)
+    assert _scalar(engine, "SELECT count(*) FROM mentions WHERE doc_id = 'd1'") == 4
+
+
 def test_import_sample_corpus_counts(engine: sa.engine.Engine, tmp_path: Path) -> None:
     report, counts = import_annotated(engine, SAMPLE_CORPUS, work_dir=tmp_path, progress=False)
     raw = json.loads(SAMPLE_CORPUS.read_text())
