@@ -23,12 +23,12 @@ import torch
 from bench.report import median, update_section
 from re_pipeline.config import PROJECT_DIR, Settings
 from re_pipeline.encoder import encode, tokenize_words
-from re_pipeline.metrics import format_table
-from re_pipeline.spert.data import Example, Types, docred_to_examples, read_examples
+from re_pipeline.metrics import PRF, count_by_type, format_table, prf
+from re_pipeline.spert.data import Example, SentencePrediction, Types, docred_to_examples, read_examples
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.predict import SpertPredictor
-from re_pipeline.spert.train import TrainArgs, train, write_metrics
-from re_pipeline.training import set_threads, tune_malloc
+from re_pipeline.spert.train import TrainArgs, train
+from re_pipeline.training import set_threads, tune_malloc, update_metrics
 
 DATA = PROJECT_DIR.parent / "shared" / "data"
 REFERENCE = (
@@ -67,6 +67,13 @@ def inference_speed(predictor: SpertPredictor, sentences: list[list[str]], runs:
     return median(full), median(floor)
 
 
+def span_detection(gold: list[Example], preds: list[SentencePrediction]) -> PRF:
+    """Mention detection with the type ignored: exact span match."""
+    g = [(i, s, e) for i, ex in enumerate(gold) for s, e, _ in ex.entities]
+    p = [(i, e.start, e.end) for i, pred in enumerate(preds) for e in pred.entities]
+    return prf(count_by_type(g, p, lambda _: "mention")["mention"])
+
+
 def summary_table(s: dict[str, float]) -> str:
     rows = ["| dev (best epoch) | micro P | micro R | micro F1 | macro F1 |", "|---|---:|---:|---:|---:|"]
     names = {"ent": "entities", "rel": "relations without NEC", "rel_nec": "relations with NEC (strict)"}
@@ -98,9 +105,11 @@ def main() -> None:
     epoch_times = [h["train_seconds"] for h in metrics["history"]]
 
     predictor = SpertPredictor.load(model_dir, device="cpu")
-    result = evaluate(dev_set, predictor.predict_tokens([ex.tokens for ex in dev_set]), types)
+    predictions = predictor.predict_tokens([ex.tokens for ex in dev_set])
+    result = evaluate(dev_set, predictions, types)
+    spans = span_detection(dev_set, predictions)
     speed, floor = inference_speed(predictor, [ex.tokens for ex in dev_set])
-    write_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
+    update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
 
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])
     body = f"""
@@ -109,6 +118,7 @@ Model directory: `{model_dir.relative_to(PROJECT_DIR) if model_dir.is_relative_t
 (best epoch by strict relation F1: {metrics["best_epoch"]}), threads: {torch.get_num_threads()}.
 
 {summary_table(result.summary())}
+| mention spans, type ignored | {100 * spans.precision:.2f} | {100 * spans.recall:.2f} | {100 * spans.f1:.2f} | - |
 
 {REFERENCE if args.dataset == "conll04" else ""}
 

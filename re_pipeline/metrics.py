@@ -2,9 +2,9 @@
 
 Scores are computed from per-type true positive / false positive / false negative
 counts. Micro averages sum the counts over types; macro averages take the mean of
-the per-type figures over *all declared types* (a type with neither gold nor
-predicted items scores 0), which is what scikit-learn's ``precision_recall_fscore_support``
-with ``labels=...`` and ``zero_division=0`` does, and so what SpERT's evaluator reports.
+the per-type P, R and F1 over the types that occur in the gold or the predicted
+items: that is what SpERT's evaluator reports (scikit-learn's
+``precision_recall_fscore_support`` with ``labels`` = the types seen, ``zero_division=0``).
 """
 
 from __future__ import annotations
@@ -84,16 +84,17 @@ class Scores:
 
 
 def summarize(counts: dict[str, Counts], types: list[str]) -> Scores:
-    """Micro and macro averages over ``types`` (types absent from ``counts`` score 0)."""
+    """Per-type scores for every declared type; micro and macro averages over the types seen."""
     per_type = {t: prf(counts.get(t, Counts())) for t in types}
     total = Counts()
     for t in types:
         total.add(counts.get(t, Counts()))
-    n = max(len(types), 1)
+    seen = [per_type[t] for t in types if t in counts]
+    n = max(len(seen), 1)
     macro = PRF(
-        sum(s.precision for s in per_type.values()) / n,
-        sum(s.recall for s in per_type.values()) / n,
-        sum(s.f1 for s in per_type.values()) / n,
+        sum(s.precision for s in seen) / n,
+        sum(s.recall for s in seen) / n,
+        sum(s.f1 for s in seen) / n,
         total.tp + total.fn,
     )
     return Scores(prf(total), macro, per_type)

@@ -118,6 +118,7 @@ def fit(
     metric: str = "",
     on_best: Callable[[EpochLog], None] | None = None,
     desc: str = "train",
+    on_epoch: Callable[[list[EpochLog]], None] | None = None,
 ) -> list[EpochLog]:
     """Train ``model``; return one log per epoch.
 
@@ -125,7 +126,8 @@ def fit(
     that sample negatives draw them anew every epoch). After each epoch, ``evaluate()`` runs (model in
     eval mode) and ``on_best`` is called whenever ``metric`` improves, so the
     caller saves the best checkpoint; without ``evaluate`` it is called after the
-    last epoch.
+    last epoch. ``on_epoch(history)`` runs after every epoch (e.g. to write the
+    report so far, so an interrupted run still leaves usable figures).
     """
     optimizer = adamw(model, config.lr, config.weight_decay)
     first = batches(1)
@@ -159,6 +161,8 @@ def fit(
             best = log.metrics.get(metric, float("-inf"))
             if on_best is not None:
                 on_best(log)
+        if on_epoch is not None:
+            on_epoch(history)
     return history
 
 
@@ -187,8 +191,19 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def history_dicts(history: list[EpochLog]) -> list[dict[str, Any]]:
-    return [asdict(h) for h in history]
+def update_metrics(out_dir: str | Path, values: dict[str, Any]) -> None:
+    """Merge ``values`` into ``out_dir/metrics.json`` (training and later evaluations share the file)."""
+    path = Path(out_dir) / "metrics.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    write_json(path, {**old, **values})
+
+
+def write_report(out_dir: str | Path, history: list[EpochLog], metric: str, curves: Sequence[str] = ()) -> None:
+    """metrics.json (kept epoch, its dev scores, per-epoch history) and training_curve.png beside the model."""
+    evaluated = [h for h in history if h.metrics]
+    best = max(evaluated, key=lambda h: h.metrics.get(metric, float("-inf"))) if evaluated else history[-1]
+    update_metrics(out_dir, {"best_epoch": best.epoch, "dev": best.metrics, "history": [asdict(h) for h in history]})
+    plot_curves(history, Path(out_dir) / "training_curve.png", curves)
 
 
 def plot_curves(history: list[EpochLog], path: str | Path, metrics: Sequence[str] = ()) -> None:

@@ -98,12 +98,12 @@ def tiny_encoder(tokenizer, max_positions: int = 512) -> torch.nn.Module:
 
 
 def tiny_predictor(tokenizer, mode: str = "twostep", pooling: str = "mean") -> DocREPredictor:
-    tasks = ("step1", "step2") if mode == "twostep" else ("onestep",)
+    tasks = ("step1", "step2") if mode == "twostep" else (mode,)
     models = {
         t: DocREModel(DocREConfig(num_labels(t, len(RELATIONS)), t, pooling), tiny_encoder(tokenizer)).eval()
         for t in tasks
     }
-    thresholds = {"step1": 0.5, "step2": 0.5} if mode == "twostep" else {"onestep": 0.5}
+    thresholds = {"onestep": 0.5} if mode == "onestep" else {"step1": 0.5, "step2": 0.5}
     return DocREPredictor(mode, models, tokenizer, RELATIONS, thresholds)
 
 
@@ -133,6 +133,10 @@ def test_collate_pads_everything_with_false_masks(tokenizer):
     lab = batch.labels
     assert ((lab[..., 0] == 1) == (lab[..., 1:].sum(-1) == 0))[batch.pair_mask].all()
     assert lab[~batch.pair_mask].sum() == 0
+    shared = collate(feats, pairs, "shared", len(RELATIONS)).labels  # column 0: related; then the types
+    assert torch.equal(shared[..., 0], (1 - lab[..., 0]) * batch.pair_mask) and torch.equal(
+        shared[..., 1:], lab[..., 1:]
+    )
 
 
 # --------------------------------------------------------------------------- encoder windows
@@ -288,7 +292,7 @@ def test_decode_twostep_gives_a_set_of_types():
 # --------------------------------------------------------------------------- prediction
 
 
-@pytest.mark.parametrize("mode", ["twostep", "onestep"])
+@pytest.mark.parametrize("mode", ["twostep", "onestep", "shared"])
 def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode):
     predictor = tiny_predictor(tokenizer, mode, "logsumexp")
     docs = [docred_to_document(r) for r in RECORDS]
@@ -321,14 +325,15 @@ def test_fast_two_step_path_equals_scoring_every_pair(tokenizer):
 # --------------------------------------------------------------------------- training
 
 
-def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch):
-    """Train both steps of a tiny random encoder on three documents, evaluate on the same
-    three: the model directory must come back with high F1 and load for prediction."""
+@pytest.mark.parametrize("mode", ["twostep", "shared"])
+def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch, mode):
+    """Train a tiny random encoder on three documents, evaluate on the same three: the
+    model directory must come back with high F1 and load for prediction."""
     import re_pipeline.docred.model as model_module
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
     docs = [docred_to_document(r) for r in RECORDS]
-    config = TrainConfig(epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
+    config = TrainConfig(mode, epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
     metrics = train(config, default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     assert metrics["best"]["f1"] >= 0.9
     assert metrics["best"]["step2_accuracy"] >= 0.9
@@ -381,6 +386,11 @@ def test_cli_evaluate_and_predict(tokenizer, tmp_path, capsys):
     assert "Ign F1" in capsys.readouterr().out
     predictions = json.loads((tmp_path / "pred.json").read_text())
     assert {p["title"] for p in predictions} <= {"Lyon", "Ada"}
+    gold_only = [{"title": "Lyon", "h_idx": 0, "t_idx": 1, "r": "P17"}]
+    (tmp_path / "gold.json").write_text(json.dumps(gold_only))
+    args = parser.parse_args(["docred", "evaluate", "--data", str(data), "--results", str(tmp_path / "gold.json")])
+    assert args.func(args) == 0
+    assert "P 100.00  R 12.50" in capsys.readouterr().out  # 1 of the 8 gold facts, no model needed
     args = parser.parse_args(
         [
             "docred",

@@ -37,7 +37,12 @@ def register(subparsers: Any) -> None:
     train.add_argument("--dev-slice", help="START:END documents of --dev (e.g. -100:)")
     train.add_argument("--max-train", type=int, help="use at most N training documents (after slicing)")
     train.add_argument("--out", default="models/docred-twostep", help="model directory to write")
-    train.add_argument("--mode", choices=["twostep", "onestep"], default="twostep")
+    train.add_argument(
+        "--mode",
+        choices=["twostep", "onestep", "shared"],
+        default="twostep",
+        help="twostep: two models (paper); onestep: the BiLinear baseline; shared: both steps on one encoder",
+    )
     train.add_argument("--epochs", type=int, default=7)
     train.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (paper: 1e-5 for BERT-base)")
     train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the projection and BiLinear")
@@ -51,13 +56,15 @@ def register(subparsers: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="official F1 / Ign F1, step-1 P/R/F1, step-2 accuracy, per relation",
-        description="Evaluate a model directory on gold-annotated DocRED JSON (gold entities given).",
+        description="Evaluate a model directory on gold-annotated DocRED JSON (gold entities given), "
+        "or score an existing DocRED result file with --results (as DocRED's evaluation script does).",
     )
     evaluate.add_argument("--model", default="models/docred-twostep", help="model directory")
     evaluate.add_argument("--data", required=True, help="DocRED-format JSON with labels")
     evaluate.add_argument("--slice", help="START:END documents of --data")
     evaluate.add_argument("--train", help="training JSON, for Ign F1 (facts seen in training are ignored)")
     evaluate.add_argument("--train-slice", help="START:END documents of --train")
+    evaluate.add_argument("--results", help="score this DocRED result JSON instead of running a model")
     evaluate.add_argument("--tune", action="store_true", help="re-tune thresholds on --data (and save them)")
     evaluate.add_argument("--predictions", help="also write the predictions here (DocRED result format)")
     evaluate.add_argument("--report", help="write the metrics JSON here")
@@ -124,12 +131,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup(args)
     from re_pipeline.docred.data import load_docred
     from re_pipeline.docred.evaluate import evaluate
-    from re_pipeline.docred.metrics import train_facts
+    from re_pipeline.docred.metrics import official_scores, train_facts
     from re_pipeline.docred.predict import DocREPredictor
 
-    predictor = DocREPredictor.load(args.model, args.device)
     docs = load_docred(args.data, args.slice)
     in_train = train_facts(load_docred(args.train, args.train_slice)) if args.train else set()
+    if args.results:
+        scores = official_scores(json.loads(Path(args.results).read_text()), docs, in_train)
+        print(format_report(scores | {"thresholds": "(from the result file)"}))
+        return 0
+    predictor = DocREPredictor.load(args.model, args.device)
     scores, predictions = evaluate(
         predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.batch_size_eval
     )

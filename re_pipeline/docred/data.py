@@ -24,8 +24,9 @@ from re_pipeline.encoder import tokenize_words
 from re_pipeline.text import from_tokens
 
 #: Tasks and what their label columns mean: step 1 "related?", step 2 the relation
-#: types, one-step N/A (column 0) followed by the relation types.
-TASKS = ("step1", "step2", "onestep")
+#: types, one-step N/A (column 0) followed by the relation types, shared (both steps
+#: on one encoder) "related?" (column 0) followed by the relation types.
+TASKS = ("step1", "step2", "onestep", "shared")
 
 Pair = tuple[int, int]
 
@@ -39,7 +40,7 @@ def relation_types(path: str | Path | None = None) -> list[str]:
 
 
 def num_labels(task: str, num_relations: int) -> int:
-    return {"step1": 1, "step2": num_relations, "onestep": num_relations + 1}[task]
+    return {"step1": 1, "step2": num_relations, "onestep": num_relations + 1, "shared": num_relations + 1}[task]
 
 
 def parse_slice(spec: str | None) -> slice:
@@ -182,9 +183,9 @@ def pair_labels(feature: DocFeatures, pairs: Sequence[Pair], task: str, num_rela
         elif task == "step2":
             out[i, list(rels)] = 1.0
         elif rels:
-            out[i, [r + 1 for r in rels]] = 1.0
-        else:
-            out[i, 0] = 1.0  # one-step: column 0 is N/A
+            out[i, [0, *(r + 1 for r in rels)] if task == "shared" else [r + 1 for r in rels]] = 1.0
+        elif task == "onestep":
+            out[i, 0] = 1.0  # column 0 is N/A
     return out
 
 

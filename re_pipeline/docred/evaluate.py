@@ -15,7 +15,7 @@ import torch
 
 from re_pipeline.docred.data import DocFeatures
 from re_pipeline.docred.metrics import best_threshold, official_scores, prf, step2_accuracy
-from re_pipeline.docred.predict import DocREPredictor
+from re_pipeline.docred.predict import DocREPredictor, step_probs
 from re_pipeline.documents import Document
 
 STEP2_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 1.01: the top type only
@@ -41,7 +41,7 @@ def tune(predictor: DocREPredictor, features: Sequence[DocFeatures], probs: dict
         t, f1 = best_threshold(p.flatten(), g.flatten().long(), torch.ones(p.numel()), n_gold)
         predictor.thresholds = {"onestep": t}
         return f1
-    p1, p2 = torch.cat(probs["step1"])[:, 0], torch.cat(probs["step2"])
+    p1, p2 = (torch.cat(p) for p in step_probs(predictor.mode, probs))
     top = torch.nn.functional.one_hot(p2.argmax(-1), p2.shape[-1]).bool()
     best = (-1.0, 0.5, 0.5)
     for t2 in STEP2_GRID:
@@ -69,13 +69,12 @@ def evaluate(
     predictions = predictor.to_docred(features, predictor.decode(features, probs))
     scores = official_scores(predictions, docs, in_train)
     scores["thresholds"] = dict(predictor.thresholds)
-    if predictor.mode == "twostep":
+    if predictor.mode != "onestep":
+        p1, p2 = step_probs(predictor.mode, probs)
         related = [torch.tensor([pair in f.labels for pair in f.all_pairs()], dtype=torch.bool) for f in features]
-        passed = [p[:, 0] >= predictor.thresholds["step1"] for p in probs["step1"]]
+        passed = [p >= predictor.thresholds["step1"] for p in p1]
         r, p = torch.cat(related), torch.cat(passed)
         scores["step1"] = prf(int((r & p).sum()), int(p.sum()), int(r.sum()))
         gold_sets = [[f.labels[pair] for pair in f.all_pairs() if pair in f.labels] for f in features]
-        scores["step2_accuracy"] = step2_accuracy(
-            [p2[rel] for p2, rel in zip(probs["step2"], related, strict=True)], gold_sets
-        )
+        scores["step2_accuracy"] = step2_accuracy([p[rel] for p, rel in zip(p2, related, strict=True)], gold_sets)
     return scores, predictions

@@ -1,8 +1,10 @@
 """The two-step paper's model: document encoder, entity pooling, BiLinear pair scorer.
 
-One class serves all three uses by ``num_labels``: step 1 (1 output: "some relation
-holds"), step 2 (96 relation types) and the one-step baseline (N/A + 96 types).
-Every output is an independent sigmoid, because a pair can hold several relations.
+One class serves every use by configuration: step 1 (1 output: "some relation
+holds"), step 2 (96 relation types), the one-step baseline (N/A + 96 types), and
+the shared-encoder variant (column 0 is step 1, columns 1.. are step 2, so both
+steps cost one encoder pass). Every output is an independent sigmoid, because a
+pair can hold several relations.
 
 Pipeline (Wang et al. 2019, "Fine-tune Bert for DocRED with Two-step Process"):
 the whole document goes through the encoder (long ones in overlapping windows, see
@@ -28,8 +30,8 @@ from re_pipeline.encoder import encode, encoder_from_config, load_encoder
 
 @dataclass
 class DocREConfig:
-    num_labels: int  # 1 (step 1), 96 (step 2) or 97 (one-step)
-    task: str = "step1"  # "step1", "step2" or "onestep": how the labels are read
+    num_labels: int  # 1 (step 1), 96 (step 2), 97 (one-step, shared)
+    task: str = "step1"  # "step1", "step2", "onestep" or "shared": how the labels are read
     pooling: str = "mean"  # entity over mentions: "mean" (paper) or "logsumexp" (ATLOP)
     proj_dim: int = 128
     dropout: float = 0.1
@@ -99,11 +101,17 @@ class DocREModel(nn.Module):
         entities = self.entity_embeddings(mentions, batch.entity_mentions, batch.entity_mention_mask)
         return self.pair_logits(entities.float(), batch.pairs)
 
-    @staticmethod
-    def loss(logits: torch.Tensor, labels: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy per output, averaged over the real (unpadded) pairs."""
-        per_pair = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
-        return (per_pair * pair_mask).sum() / pair_mask.sum().clamp(min=1)
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy per output, averaged over the real (unpadded) pairs.
+
+        The shared variant adds the two steps' losses, each over its own pairs: column
+        0 over every sampled pair, the type columns over the related pairs only."""
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        if self.config.task != "shared":
+            return _masked_mean(bce.mean(-1), pair_mask)
+        return _masked_mean(bce[..., 0], pair_mask) + _masked_mean(
+            bce[..., 1:].mean(-1), labels[..., 0].bool() & pair_mask
+        )
 
     def save_pretrained(self, directory: str | Path) -> None:
         """``config.json`` (with the encoder's architecture) + ``model.safetensors``."""
@@ -127,3 +135,7 @@ class DocREModel(nn.Module):
         model = cls(config, encoder_from_config(config.encoder))
         model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
         return model.to(device).eval()
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1)

@@ -2,8 +2,8 @@
 
 A model directory holds everything inference needs, offline::
 
-    config.json        mode ("twostep" or "onestep"), relation ids, thresholds
-    step1/ step2/      (or onestep/) each a DocREModel: config.json + model.safetensors
+    config.json        mode ("twostep", "onestep" or "shared"), relation ids, thresholds
+    step1/ step2/      (or onestep/, shared/) each a DocREModel: config.json + model.safetensors
     tokenizer/         the encoder's tokenizer
     metrics.json       dev metrics of the kept checkpoint and the per-epoch history
     curves.png         training curves
@@ -12,7 +12,8 @@ Two-step decision rule: a pair is related if step 1's probability reaches
 ``thresholds["step1"]``; step 2 then gives it its top type plus every other type
 whose probability reaches ``thresholds["step2"]``. A fact's score is
 p(related) * p(type). One-step rule (DocRED baseline): every (pair, type) whose
-probability reaches ``thresholds["onestep"]``.
+probability reaches ``thresholds["onestep"]``. The shared variant applies the
+two-step rule to its column 0 (step 1) and columns 1.. (step 2).
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ from re_pipeline.encoder import autocast, load_tokenizer, resolve_device
 #: (head, tail, relation index, score)
 Fact = tuple[int, int, int, float]
 
-MODES = {"twostep": ("step1", "step2"), "onestep": ("onestep",)}
+MODES = {"twostep": ("step1", "step2"), "onestep": ("onestep",), "shared": ("shared",)}
+
+
+def step_probs(mode: str, probs: dict[str, list[torch.Tensor]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per document, p(related) (P,) and p(type) (P, R) of a two-step or shared model."""
+    if mode == "twostep":
+        return [p[:, 0] for p in probs["step1"]], probs["step2"]
+    return [p[:, 0] for p in probs["shared"]], [p[:, 1:] for p in probs["shared"]]
 
 
 @torch.inference_mode()
@@ -110,19 +118,20 @@ class DocREPredictor:
         }
 
     def decode(self, features: Sequence[DocFeatures], probs: dict[str, list[torch.Tensor]]) -> list[list[Fact]]:
-        out = []
-        for i, f in enumerate(features):
-            pairs = f.all_pairs()
-            if self.mode == "twostep":
-                t = self.thresholds
-                out.append(decode_twostep(pairs, probs["step1"][i][:, 0], probs["step2"][i], t["step1"], t["step2"]))
-            else:
-                out.append(decode_onestep(pairs, probs["onestep"][i], self.thresholds["onestep"]))
-        return out
+        if self.mode == "onestep":
+            return [
+                decode_onestep(f.all_pairs(), p, self.thresholds["onestep"])
+                for f, p in zip(features, probs["onestep"], strict=True)
+            ]
+        t1, t2 = self.thresholds["step1"], self.thresholds["step2"]
+        return [
+            decode_twostep(f.all_pairs(), p1, p2, t1, t2)
+            for f, p1, p2 in zip(features, *step_probs(self.mode, probs), strict=True)
+        ]
 
     def facts(self, features: Sequence[DocFeatures], batch_size: int = 8) -> list[list[Fact]]:
         """Facts per document; in two-step mode step 2 only scores the pairs that step 1 passed."""
-        if self.mode == "onestep":
+        if self.mode != "twostep":  # one encoder pass scores everything
             return self.decode(features, self.probabilities(features, batch_size))
         all_pairs = [f.all_pairs() for f in features]
         p1 = [p[:, 0] for p in pair_probs(self.models["step1"], features, all_pairs, batch_size, self.pad_id)]
@@ -142,7 +151,7 @@ class DocREPredictor:
         return out
 
     def predict(self, docs: Sequence[Document], batch_size: int = 8) -> list[Document]:
-        """Fill ``predicted.relations`` (source "twostep" or "onestep") of documents
+        """Fill ``predicted.relations`` (source: the mode) of documents
         whose ``predicted.entities`` are set; returns the same documents."""
         features = self.features(docs, entities="predicted")
         for doc, facts in zip(docs, self.facts(features, batch_size), strict=True):

@@ -5,7 +5,8 @@ models, thresholds, metrics and curves are kept in one model directory.
 What each model trains on (Wang et al. 2019):
 - step 1: every related pair plus N/A pairs sampled 3:1, redrawn every epoch;
 - step 2: only the related pairs, multi-label over the 96 types;
-- one-step: every ordered pair, N/A + 96 types (DocRED's BiLinear baseline).
+- one-step: every ordered pair, N/A + 96 types (DocRED's BiLinear baseline);
+- shared (optional variant): step 1's sample, both steps' losses on one model.
 
 Learning rates: the paper fine-tunes BERT-base at 1e-5. MiniLM (6 layers, 22M
 parameters) on 400 documents for 7 epochs sees ~700 updates at batch 4, so we use
@@ -40,7 +41,7 @@ from re_pipeline.training import EpochLog, linear_warmup_decay, plot_curves, see
 
 @dataclass
 class TrainConfig:
-    mode: str = "twostep"  # or "onestep"
+    mode: str = "twostep"  # "onestep" or "shared"
     epochs: int = 7
     batch_size: int = 4
     lr: float = 5e-5  # encoder
@@ -75,7 +76,7 @@ def make_optimizer(model: DocREModel, config: TrainConfig, total_steps: int) -> 
 
 
 def training_pairs(task: str, feature: DocFeatures, rng: random.Random, config: TrainConfig) -> list[Pair]:
-    if task == "step1":
+    if task in ("step1", "shared"):
         return sample_pairs(feature, rng, config.na_ratio)
     if task == "step2":
         return feature.related_pairs()

@@ -29,22 +29,28 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--train", required=True, type=Path, help="SpERT JSON or DocRED-format JSON")
     train.add_argument("--dev", type=Path, help="evaluated after every epoch; the best epoch is kept")
-    train.add_argument("--types", type=Path, help="SpERT types.json (default: types.json beside --train, "
-                       "else the types seen in the training data)")
+    train.add_argument(
+        "--types",
+        type=Path,
+        help="SpERT types.json (default: types.json beside --train, else the types seen in the training data)",
+    )
     train.add_argument("--train-range", help="START:END documents (DocRED) or sentences (SpERT) of --train")
     train.add_argument("--dev-range", help="START:END of --dev")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
-    train.add_argument("--encoder", help="encoder name or path (default: the configured encoder, MiniLM)")
-    train.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"])
-    train.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
-    train.add_argument("--lr", type=float, default=_DEFAULTS["lr"])
+    train.add_argument("--encoder", help="encoder name or path; default: the configured encoder (MiniLM)")
+    train.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"], help="training epochs")
+    train.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"], help="sentences per training step")
+    train.add_argument(
+        "--lr", type=float, default=_DEFAULTS["lr"], help="peak learning rate (AdamW, linear warmup 10%% then decay)"
+    )
     train.add_argument("--neg-entities", type=int, default=_DEFAULTS["neg_entities"], help="Ne per sentence")
     train.add_argument("--neg-relations", type=int, default=_DEFAULTS["neg_relations"], help="Nr per sentence")
     train.add_argument("--fusion", choices=["max", "sum", "mean"], default="max", help="span fusion (ablation)")
-    train.add_argument("--context", choices=["localized", "full", "cls"], default="localized",
-                       help="relation context (ablation)")
+    train.add_argument(
+        "--context", choices=["localized", "full", "cls"], default="localized", help="relation context (ablation)"
+    )
     train.add_argument("--max-train", type=int, help="use only the first N training sentences (quick runs)")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, default=42, help="seeds sampling, shuffling, init and dropout")
     _runtime_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -138,8 +144,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
         elif args.input.suffix == ".json":
             examples = load_examples(args.input)
             preds = predictor.predict_tokens([ex.tokens for ex in examples])
-            rows = [{"orig_id": ex.orig_id, "tokens": ex.tokens, "entities": [vars(e) for e in p.entities],
-                     "relations": [vars(r) for r in p.relations]} for ex, p in zip(examples, preds, strict=True)]
+            rows = [
+                {
+                    "orig_id": ex.orig_id,
+                    "tokens": ex.tokens,
+                    "entities": [vars(e) for e in p.entities],
+                    "relations": [vars(r) for r in p.relations],
+                }
+                for ex, p in zip(examples, preds, strict=True)
+            ]
         else:
             lines = [line for line in args.input.read_text().splitlines() if line.strip()]
             rows = [predictor.predict_text(line, f"text:{i}") for i, line in enumerate(lines)]
@@ -154,6 +167,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from re_pipeline.spert.data import write_examples
 
     examples = load_examples(args.input, args.range)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     write_examples(args.output, examples)
     types = Types.from_examples(examples)
     (args.output.parent / "types.json").write_text(json.dumps(types.to_json(), indent=2))

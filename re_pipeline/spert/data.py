@@ -205,19 +205,34 @@ def document_json(doc: Document) -> dict[str, Any]:
         m = entity.mentions[0]
         start, end = doc.char_span(m)
         mentions.append(
-            {"sent": m.sent, "start": m.start, "end": m.end, "char_start": start, "char_end": end,
-             "text": m.text, "type": m.type, "score": round(float(m.score or 0.0), 4)}
+            {
+                "sent": m.sent,
+                "start": m.start,
+                "end": m.end,
+                "char_start": start,
+                "char_end": end,
+                "text": m.text,
+                "type": m.type,
+                "score": round(float(m.score or 0.0), 4),
+            }
         )
     relations = [
-        {"head": r.head, "tail": r.tail, "type": r.type, "score": round(r.confidence, 4),
-         "head_text": mentions[r.head]["text"], "tail_text": mentions[r.tail]["text"], "sent": r.evidence[0]}
+        {
+            "head": r.head,
+            "tail": r.tail,
+            "type": r.type,
+            "score": round(r.confidence, 4),
+            "head_text": mentions[r.head]["text"],
+            "tail_text": mentions[r.tail]["text"],
+            "sent": r.evidence[0],
+        }
         for r in doc.predicted.relations
     ]
     return {"doc_id": doc.doc_id, "entities": mentions, "relations": relations}
 
 
 def parse_range(text: str | None) -> slice:
-    """"START:END" (either side optional) -> slice; None -> everything."""
+    """ "START:END" (either side optional) -> slice; None -> everything."""
     if not text:
         return slice(None)
     start, _, end = text.partition(":")

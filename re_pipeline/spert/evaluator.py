@@ -6,7 +6,7 @@ As in SpERT's ``Evaluator``:
   (entity types are ignored);
 - a relation *with NEC* (strict) also needs both entities' types to match.
 Symmetric relation types compare their two arguments unordered. Macro averages
-run over all declared types.
+run over the types that occur in the gold or the predictions, as SpERT's do.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ class Evaluation:
         for name, scores in (("ent", self.entities), ("rel", self.relations), ("rel_nec", self.relations_nec)):
             for avg in ("micro", "macro"):
                 s = getattr(scores, avg)
-                out |= {f"{name}_{avg}_p": 100 * s.precision, f"{name}_{avg}_r": 100 * s.recall,
-                        f"{name}_{avg}_f1": 100 * s.f1}
+                out |= {
+                    f"{name}_{avg}_p": 100 * s.precision,
+                    f"{name}_{avg}_r": 100 * s.recall,
+                    f"{name}_{avg}_f1": 100 * s.f1,
+                }
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -278,9 +278,7 @@ class SpertModel(nn.Module):
 
     # --- model directory -------------------------------------------------------------------
 
-    def save_pretrained(
-        self, path: str | Path, tokenizer: Any = None, training: dict[str, Any] | None = None
-    ) -> None:
+    def save_pretrained(self, path: str | Path, tokenizer: Any = None, training: dict[str, Any] | None = None) -> None:
         """config.json (architecture, types, hyperparameters, encoder config), model.safetensors, tokenizer files."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)

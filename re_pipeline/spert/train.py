@@ -8,7 +8,6 @@ evaluated and the best model directory (by strict relation F1) is kept, with
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.model import SpertBatch, SpertConfig, SpertModel
 from re_pipeline.spert.predict import SpertPredictor
 from re_pipeline.spert.sampling import collate, sample
-from re_pipeline.training import EpochLog, FitConfig, fit, history_dicts, plot_curves, seed_everything, write_json
+from re_pipeline.training import EpochLog, FitConfig, fit, seed_everything, write_json, write_report
 
 
 @dataclass
@@ -65,7 +64,7 @@ def train(
     seed_everything(args.seed)
     device = resolve_device(args.device)
     if tokenizer is None:
-        tokenizer = load_tokenizer(encoder if isinstance(encoder, str) else encoder.name_or_path)
+        tokenizer = load_tokenizer(encoder if isinstance(encoder, str) else encoder.config.name_or_path)
     encoder_module = load_encoder(encoder) if isinstance(encoder, str) else encoder
     config = SpertConfig(
         entity_types=types.entities,
@@ -106,18 +105,15 @@ def train(
             model.save_pretrained(out_dir, tokenizer, training)
             write_json(Path(out_dir) / "types.json", types.to_json())
 
-    fit_config = FitConfig(args.epochs, args.lr, args.weight_decay, args.warmup, args.grad_clip)
-    history = fit(model, batches, loss_fn, fit_config, dev_scores if dev_set else None, args.metric, save, "spert")
+    def report(history: list[EpochLog]) -> None:
+        if out_dir is not None:
+            write_report(out_dir, history, args.metric, ["ent_micro_f1", args.metric] if dev_set else [])
+
     if out_dir is not None:
-        best = max(history, key=lambda h: h.metrics.get(args.metric, 0.0)) if dev_set else history[-1]
-        write_metrics(out_dir, {"best_epoch": best.epoch, "dev": best.metrics, "history": history_dicts(history)})
-        plot_curves(history, Path(out_dir) / "training_curve.png", ["ent_micro_f1", args.metric])
+        (Path(out_dir) / "metrics.json").unlink(missing_ok=True)  # no stale figures from an earlier run
+    fit_config = FitConfig(args.epochs, args.lr, args.weight_decay, args.warmup, args.grad_clip)
+    dev_eval = dev_scores if dev_set else None
+    history = fit(model, batches, loss_fn, fit_config, dev_eval, args.metric, save, "spert", report)
+    if out_dir is not None:
         model = SpertModel.from_pretrained(out_dir, device)
     return model, history
-
-
-def write_metrics(out_dir: str | Path, metrics: dict[str, Any]) -> None:
-    """metrics.json beside the model; keeps keys written by other steps (e.g. a later evaluation)."""
-    path = Path(out_dir) / "metrics.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    write_json(path, {**old, **metrics})

@@ -1,0 +1,60 @@
+"""Word alignment and pooling of re_pipeline.encoder on words split into several subwords."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from re_pipeline.encoder import encode, pool_words, token_to_word, tokenize_words
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from re_pipeline.config import default_encoder
+    from re_pipeline.encoder import load_tokenizer
+
+    return load_tokenizer(default_encoder())
+
+
+def test_word_ranges_cover_all_subwords_between_cls_and_sep(tokenizer):
+    words = ["Kowalczykowski", "met", "Tegucigalpa's", "mayor"]
+    batch = tokenize_words(tokenizer, [words, ["hi"]])
+    starts, ends = batch.word_start[0].tolist(), batch.word_end[0].tolist()
+    assert starts[0] == 1 and all(e == s for e, s in zip(ends, starts[1:], strict=False))
+    assert ends[-1] == int(batch.attention_mask[0].sum()) - 1  # [SEP] follows the last word
+    assert max(e - s for s, e in zip(starts, ends, strict=True)) > 2
+    assert batch.word_mask.tolist() == [[True] * 4, [True, False, False, False]]
+    ids = batch.input_ids[0, starts[2] : ends[2]].tolist()
+    assert tokenizer.decode(ids).replace(" ", "") == "tegucigalpa's"
+
+
+def test_pool_words_max_and_mean_over_each_words_subwords(tokenizer):
+    words = ["Kowalczykowski", "met", "Tegucigalpa's", "mayor"]
+    batch = tokenize_words(tokenizer, [words, ["hi"]])
+    hidden = torch.randn(2, batch.input_ids.shape[1], 6)
+    for how, reduce in (("max", lambda x: x.max(0).values), ("mean", lambda x: x.mean(0))):
+        pooled = pool_words(hidden, batch, how)
+        for i in range(len(words)):
+            sub = hidden[0, batch.word_start[0, i] : batch.word_end[0, i]]
+            assert torch.allclose(pooled[0, i], reduce(sub), atol=1e-6)
+        assert torch.equal(pooled[1, 1:], torch.zeros(3, 6))  # padding words
+    word_of = token_to_word(batch, batch.input_ids.shape[1])
+    assert word_of[0, 0] == 4 and word_of[0, int(batch.word_start[0, 2])] == 2  # [CLS] belongs to no word
+
+
+def test_windowed_encoding_keeps_every_token_and_matches_short_inputs(tokenizer):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(
+        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=20)
+    ).eval()  # fmt: skip
+    short = tokenize_words(tokenizer, [["a", "b", "c"]])
+    with torch.no_grad():
+        direct = model(input_ids=short.input_ids, attention_mask=short.attention_mask).last_hidden_state
+        assert torch.allclose(encode(model, short.input_ids, short.attention_mask), direct, atol=1e-6)
+        long = tokenize_words(tokenizer, [[f"w{i}" for i in range(40)], ["a"]])
+        out = encode(model, long.input_ids, long.attention_mask)
+    assert long.input_ids.shape[1] > 20 and out.shape[:2] == long.input_ids.shape
+    assert out[0, : int(long.attention_mask[0].sum())].abs().sum(-1).min() > 0  # no token left unencoded
