@@ -188,18 +188,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_coref(args: argparse.Namespace) -> int:
     from re_pipeline.coref import Grouper, ScorerConfig, gold_pairs, train_scorer
     from re_pipeline.coref_metrics import coref_scores
-    from re_pipeline.ingest import load_corpus
-    from re_pipeline.spert.data import parse_range
+    from re_pipeline.ingest import load_corpus, parse_slice
 
     docs, _ = load_corpus(args.data)
     if args.coref_command == "train":
-        train, dev = docs[parse_range(args.train_slice)], docs[parse_range(args.dev_slice)]
+        train, dev = docs[parse_slice(args.train_slice)], docs[parse_slice(args.dev_slice)]
         scorer, losses = train_scorer(train, dev, ScorerConfig(), epochs=args.epochs)
         scorer.save(args.out)
         print(f"trained on {len(train)} documents: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         print(f"threshold {scorer.config.threshold} (tuned on {len(dev)} dev documents); saved to {args.out}")
         return 0
-    docs = docs[parse_range(args.slice)]
+    docs = docs[parse_slice(args.slice)]
     grouper = Grouper.load(args.model)
     scores = coref_scores([d.gold.entities for d in docs], [grouper.group(gold_pairs(d)[0]) for d in docs])
     print(json.dumps(scores, indent=2))
@@ -209,12 +208,11 @@ def cmd_coref(args: argparse.Namespace) -> int:
 def cmd_evaluate_e2e(args: argparse.Namespace) -> int:
     from re_pipeline.e2e import evaluate
     from re_pipeline.extract import Extractor, ExtractStats
-    from re_pipeline.ingest import load_corpus
-    from re_pipeline.spert.data import parse_range
+    from re_pipeline.ingest import load_corpus, parse_slice
 
     settings = _settings(args).with_(device=args.device)
     docs, _ = load_corpus(args.gold)
-    docs = docs[parse_range(args.slice)]
+    docs = docs[parse_slice(args.slice)]
     extractor = Extractor.from_registry(settings.models_dir, settings.device)
     stats = ExtractStats()
     for i in range(0, len(docs), extractor.docs_per_batch):

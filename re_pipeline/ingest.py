@@ -205,7 +205,9 @@ def _docred_gold(doc: dict[str, Any], tokens: list[list[str]]) -> Annotations | 
             sent, (start, end) = int(m["sent_id"]), m["pos"]
             if not (0 <= start < end <= len(tokens[sent])):
                 raise ValueError(f"mention {m.get('name')!r} has pos {m['pos']} outside sentence {sent}")
-            mentions.append(Mention(sent, start, end, " ".join(tokens[sent][start:end]), str(m["type"])))
+            # DocRED's own surface form when given (official Ign F1 compares these names)
+            text = str(m.get("name") or " ".join(tokens[sent][start:end]))
+            mentions.append(Mention(sent, start, end, text, str(m["type"])))
         if not mentions:
             raise ValueError("an entity of vertexSet has no mentions")
         entities.append(Entity(mentions))
@@ -216,6 +218,25 @@ def _docred_gold(doc: dict[str, Any], tokens: list[list[str]]) -> Annotations | 
             raise ValueError(f"label {lab} points outside vertexSet")
         relations.append(Relation(h, t, str(lab["r"]), 1.0, sorted(set(lab.get("evidence", []))), "gold"))
     return Annotations(entities, relations)
+
+
+def docred_document(record: dict[str, Any], source: str = "docred") -> Document:
+    """One in-memory DocRED record as a Document with gold annotations; ValueError if it is invalid."""
+    rec = docred_record(record, "record")
+    if isinstance(rec, Quarantined):
+        raise ValueError(rec.reason)
+    text, sentences = text_mod.from_tokens(rec.tokens or [])
+    return _document(rec, source, text, sentences)
+
+
+def parse_slice(spec: str | None) -> slice:
+    """``"0:400"`` -> ``slice(0, 400)``, ``"-100:"`` -> the last 100, None or ``":"`` -> everything."""
+    if not spec:
+        return slice(None)
+    parts = [int(p) if p.strip() else None for p in spec.split(":")]
+    if len(parts) != 2:
+        raise ValueError(f"a slice looks like START:END, got {spec!r}")
+    return slice(*parts)
 
 
 def corpus_files(source: str | Path) -> list[Path]:

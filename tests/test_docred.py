@@ -17,10 +17,8 @@ from re_pipeline.docred.data import (
     DocFeatures,
     build_features,
     collate,
-    docred_to_document,
     document_to_docred,
     num_labels,
-    parse_slice,
 )
 from re_pipeline.docred.evaluate import evaluate, tune
 from re_pipeline.docred.metrics import best_threshold, official_scores, step2_accuracy, train_facts
@@ -30,6 +28,7 @@ from re_pipeline.docred.sampling import sample_pairs
 from re_pipeline.docred.train import TrainConfig, train
 from re_pipeline.documents import Annotations
 from re_pipeline.encoder import encode, load_tokenizer
+from re_pipeline.ingest import docred_document, parse_slice
 
 RELATIONS = ["P17", "P131", "P27", "P569"]
 
@@ -111,7 +110,7 @@ def tiny_predictor(tokenizer, mode: str = "twostep", pooling: str = "mean") -> D
 
 
 def test_docred_round_trip_and_features(tokenizer):
-    docs = [docred_to_document(r) for r in RECORDS]
+    docs = [docred_document(r) for r in RECORDS]
     assert [document_to_docred(d) for d in docs] == RECORDS
     assert docs[0].gold.entities[0].type == "LOC" and docs[0].text.startswith("Lyon is a city in France .")
     feats = build_features(tokenizer, docs, RELATIONS)
@@ -123,7 +122,7 @@ def test_docred_round_trip_and_features(tokenizer):
 
 
 def test_collate_pads_everything_with_false_masks(tokenizer):
-    feats = build_features(tokenizer, [docred_to_document(r) for r in RECORDS], RELATIONS)
+    feats = build_features(tokenizer, [docred_document(r) for r in RECORDS], RELATIONS)
     pairs = [f.all_pairs() for f in feats]
     batch = collate(feats, pairs, "onestep", len(RELATIONS))
     assert batch.pairs.shape == (3, 12, 2) and batch.labels.shape == (3, 12, 5)
@@ -144,7 +143,7 @@ def test_collate_pads_everything_with_false_masks(tokenizer):
 
 def test_windows_equal_single_pass_on_short_document(tokenizer):
     model = tiny_encoder(tokenizer)
-    feats = build_features(tokenizer, [docred_to_document(r) for r in RECORDS], RELATIONS)
+    feats = build_features(tokenizer, [docred_document(r) for r in RECORDS], RELATIONS)
     batch = collate(feats, [[] for _ in feats])
     with torch.inference_mode():
         single = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
@@ -242,9 +241,9 @@ def test_sampler_keeps_every_related_pair_at_three_to_one():
 
 
 def test_official_f1_and_ign_f1_by_hand():
-    gold_docs = [docred_to_document(r) for r in RECORDS[:2]]
+    gold_docs = [docred_document(r) for r in RECORDS[:2]]
     # training set: "Lyon" -> "France" P17 is known; Kyoto facts are not in the gold set
-    in_train = train_facts([docred_to_document(RECORDS[0])])
+    in_train = train_facts([docred_document(RECORDS[0])])
     assert ("Lyon", "France", "P17") in in_train and ("Rhône", "France", "P17") in in_train
     in_train = {("Lyon", "France", "P17")}
     preds = [
@@ -295,7 +294,7 @@ def test_decode_twostep_gives_a_set_of_types():
 @pytest.mark.parametrize("mode", ["twostep", "onestep", "shared"])
 def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode):
     predictor = tiny_predictor(tokenizer, mode, "logsumexp")
-    docs = [docred_to_document(r) for r in RECORDS]
+    docs = [docred_document(r) for r in RECORDS]
     for d in docs:
         d.predicted = Annotations(d.gold.entities, [])
     tune(predictor, predictor.features(docs, "gold"), predictor.probabilities(predictor.features(docs, "gold")))
@@ -310,7 +309,7 @@ def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode):
 
 def test_fast_two_step_path_equals_scoring_every_pair(tokenizer):
     predictor = tiny_predictor(tokenizer)
-    feats = predictor.features([docred_to_document(r) for r in RECORDS], "gold")
+    feats = predictor.features([docred_document(r) for r in RECORDS], "gold")
     probs = predictor.probabilities(feats)
     p1 = torch.cat(probs["step1"]).flatten().sort().values
     middle = len(p1) // 2  # a cut midway between two scores, so batching noise cannot flip a pair
@@ -332,7 +331,7 @@ def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch,
     import re_pipeline.docred.model as model_module
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
-    docs = [docred_to_document(r) for r in RECORDS]
+    docs = [docred_document(r) for r in RECORDS]
     config = TrainConfig(mode, epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
     metrics = train(config, default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     assert metrics["best"]["f1"] >= 0.9
@@ -346,7 +345,7 @@ def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch,
 @pytest.mark.integration
 def test_minilm_end_to_end_on_one_document(tmp_path):
     """The real MiniLM: one training epoch on a document, save, load, predict."""
-    docs = [docred_to_document(RECORDS[0])]
+    docs = [docred_document(RECORDS[0])]
     train(TrainConfig(epochs=1, device="cpu"), default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     predictor = DocREPredictor.load(tmp_path / "m", "cpu")
     docs[0].predicted = Annotations(docs[0].gold.entities, [])

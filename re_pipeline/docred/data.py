@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
-from re_pipeline.config import DATA_DIR
-from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
+from re_pipeline.documents import Annotations, Document
 from re_pipeline.encoder import tokenize_words
-from re_pipeline.text import from_tokens
+from re_pipeline.ingest import docred_document, parse_slice
 
 #: Tasks and what their label columns mean: step 1 "related?", step 2 the relation
 #: types, one-step N/A (column 0) followed by the relation types, shared (both steps
@@ -31,59 +30,19 @@ TASKS = ("step1", "step2", "onestep", "shared")
 Pair = tuple[int, int]
 
 
-def relation_types(path: str | Path | None = None) -> list[str]:
-    """The relation P-ids in DocRED's ``rel_info.json`` order (96 for DocRED)."""
-    path = Path(path) if path else DATA_DIR / "rel_info.json"
-    if not path.exists():  # the shipped copy may not be there yet in a fresh checkout
-        path = Path(__file__).resolve().parents[3] / "shared" / "data" / "redocred" / "rel_info.json"
-    return list(json.loads(path.read_text()))
-
-
 def num_labels(task: str, num_relations: int) -> int:
     return {"step1": 1, "step2": num_relations, "onestep": num_relations + 1, "shared": num_relations + 1}[task]
-
-
-def parse_slice(spec: str | None) -> slice:
-    """``"0:400"`` -> ``slice(0, 400)``, ``"-100:"`` -> the last 100; None -> everything."""
-    if not spec:
-        return slice(None)
-    parts = [int(p) if p.strip() else None for p in spec.split(":")]
-    if len(parts) != 2:
-        raise ValueError(f"slice must look like START:END, got {spec!r}")
-    return slice(*parts)
 
 
 def load_docred(path: str | Path, select: str | None = None) -> list[Document]:
     """DocRED-format JSON (``title``, ``sents``, ``vertexSet``, ``labels``) as Documents
     with ``gold`` filled; ``select`` is an optional ``START:END`` slice of the file."""
     records = json.loads(Path(path).read_text())[parse_slice(select)]
-    return [docred_to_document(r) for r in records]
-
-
-def docred_to_document(record: dict[str, Any]) -> Document:
-    text, sentences = from_tokens(record["sents"])
-    entities = [
-        Entity([Mention(m["sent_id"], m["pos"][0], m["pos"][1], m["name"], m["type"]) for m in vertex])
-        for vertex in record["vertexSet"]
-    ]
-    relations = [
-        Relation(lab["h"], lab["t"], lab["r"], 1.0, list(lab.get("evidence", [])), "gold")
-        for lab in record.get("labels", [])
-    ]
-    title = record.get("title", "")
-    return Document(
-        doc_id=f"docred:{title}",
-        source="docred",
-        external_id=title,
-        text=text,
-        sentences=sentences,
-        title=title,
-        gold=Annotations(entities, relations),
-    )
+    return [docred_document(r) for r in records]
 
 
 def document_to_docred(doc: Document, annotations: Annotations | None = None) -> dict[str, Any]:
-    """The inverse of :func:`docred_to_document` (gold annotations unless others are given)."""
+    """The inverse of :func:`re_pipeline.ingest.docred_document` (gold annotations unless others are given)."""
     ann = annotations or doc.gold or doc.predicted
     return {
         "title": doc.title,

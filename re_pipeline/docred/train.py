@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from re_pipeline.docred.data import DocFeatures, Pair, batches, build_features, collate, num_labels, relation_types
+from re_pipeline.docred.data import DocFeatures, Pair, batches, build_features, collate, num_labels
 from re_pipeline.docred.evaluate import evaluate
 from re_pipeline.docred.metrics import train_facts
 from re_pipeline.docred.model import DocREConfig, DocREModel
@@ -36,6 +36,7 @@ from re_pipeline.docred.predict import MODES, DocREPredictor
 from re_pipeline.docred.sampling import sample_pairs
 from re_pipeline.documents import Document
 from re_pipeline.encoder import load_tokenizer, resolve_device
+from re_pipeline.relation_types import docred_relations
 from re_pipeline.training import EpochLog, linear_warmup_decay, plot_curves, seed_everything, write_json
 
 
@@ -130,7 +131,7 @@ def train(
     seed_everything(config.seed)
     rng = random.Random(config.seed)
     device = resolve_device(config.device)
-    relations = relations or relation_types()
+    relations = relations or docred_relations()
     tokenizer = load_tokenizer(encoder)
     train_feats = build_features(tokenizer, train_docs, relations)
     dev_feats = build_features(tokenizer, dev_docs, relations)
