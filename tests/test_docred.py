@@ -11,6 +11,7 @@ import random
 
 import pytest
 import torch
+from tiny_models import tiny_encoder
 
 from re_pipeline.config import default_encoder
 from re_pipeline.docred.data import (
@@ -79,21 +80,6 @@ RECORDS = [
 @pytest.fixture(scope="module")
 def tokenizer():
     return load_tokenizer(default_encoder())
-
-
-def tiny_encoder(tokenizer, max_positions: int = 512) -> torch.nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=max_positions,
-    )
-    return BertModel(config).eval()
 
 
 def tiny_predictor(tokenizer, mode: str = "twostep", pooling: str = "mean") -> DocREPredictor:
