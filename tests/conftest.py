@@ -33,6 +33,26 @@ KG_TABLES = [
 
 
 @pytest.fixture(scope="session")
+def tokenizer():
+    """The real MiniLM tokenizer (tiny test encoders use its vocabulary)."""
+    from re_pipeline.config import default_encoder
+    from re_pipeline.encoder import load_tokenizer
+
+    return load_tokenizer(default_encoder())
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models are fastest on one thread, and the test machine is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """URL of a PostgreSQL started for this test session and deleted after it."""
     with warnings.catch_warnings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
-import torch
+from tiny_models import tiny_encoder
 
 from re_pipeline.baselines.common import BaselineArgs
 from re_pipeline.baselines.ner import NerTagger, bio_spans, bio_tags, entity_scores, train_ner
@@ -24,36 +24,14 @@ EXAMPLES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder_dir(tmp_path_factory):
+def tiny_encoder_dir(tmp_path_factory, tokenizer):
     """A tiny random BERT with the MiniLM vocabulary, saved like a pretrained encoder."""
-    from transformers import BertConfig, BertModel
-
-    from re_pipeline.config import default_encoder
-    from re_pipeline.encoder import load_tokenizer
-
-    tokenizer = load_tokenizer(default_encoder())
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,  # overfitting a handful of sentences is the point
-        attention_probs_dropout_prob=0.0,
-    )
     path = tmp_path_factory.mktemp("tiny-bert")
-    BertModel(config).save_pretrained(str(path))
+    tiny_encoder(tokenizer, max_positions=64, dropout=0.0).save_pretrained(str(path))  # overfitting is the point
     tokenizer.save_pretrained(str(path))
     return str(path)
 

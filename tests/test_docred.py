@@ -28,7 +28,7 @@ from re_pipeline.docred.predict import DocREPredictor, decode_twostep
 from re_pipeline.docred.sampling import sample_pairs
 from re_pipeline.docred.train import TrainConfig, train
 from re_pipeline.documents import Annotations
-from re_pipeline.encoder import encode, load_tokenizer
+from re_pipeline.encoder import encode
 from re_pipeline.ingest import docred_document, parse_slice
 
 RELATIONS = ["P17", "P131", "P27", "P569"]
@@ -75,11 +75,6 @@ RECORDS = [
         [(0, 1, "P17")],
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(default_encoder())
 
 
 def tiny_predictor(tokenizer, mode: str = "twostep", pooling: str = "mean") -> DocREPredictor:

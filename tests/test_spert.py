@@ -11,6 +11,7 @@ import random
 
 import pytest
 import torch
+from tiny_models import tiny_encoder
 
 from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
 from re_pipeline.encoder import encode, tokenize_words
@@ -48,36 +49,7 @@ EXAMPLES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are fastest on one thread, and the test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from re_pipeline.config import default_encoder
-    from re_pipeline.encoder import load_tokenizer
-
-    return load_tokenizer(default_encoder())
-
-
-def tiny_encoder(tokenizer, max_positions: int = 64, seed: int = 0) -> torch.nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=max_positions,
-    )
-    return BertModel(config).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(tokenizer, **options) -> SpertModel:

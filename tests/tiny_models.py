@@ -17,8 +17,8 @@ def tokenizer() -> Any:
     return load_tokenizer(default_encoder())
 
 
-def tiny_encoder(tok: Any, max_positions: int = 512, seed: int = 0) -> torch.nn.Module:
-    """A 2-layer, 32-dim BERT over the real MiniLM vocabulary."""
+def tiny_encoder(tok: Any, max_positions: int = 512, seed: int = 0, dropout: float = 0.1) -> torch.nn.Module:
+    """A 2-layer, 32-dim BERT over the real MiniLM vocabulary (dropout 0 to overfit on purpose)."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
@@ -29,6 +29,8 @@ def tiny_encoder(tok: Any, max_positions: int = 512, seed: int = 0) -> torch.nn.
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=max_positions,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     return BertModel(config).eval()
 
