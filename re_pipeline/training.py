@@ -156,7 +156,8 @@ def fit(
         history.append(log)
         shown = {k: round(v, 2) for k, v in log.metrics.items() if not metric or k == metric}
         tqdm.write(f"{desc} epoch {epoch}: loss {log.loss:.4f}, {log.train_seconds:.1f} s {shown}")
-        improved = log.metrics.get(metric, float("-inf")) > best if evaluate is not None else epoch == config.epochs
+        # ties go to the later epoch: equally scored, it has trained longer (e.g. relation F1 still 0 early on)
+        improved = log.metrics.get(metric, float("-inf")) >= best if evaluate is not None else epoch == config.epochs
         if improved:
             best = log.metrics.get(metric, float("-inf"))
             if on_best is not None:
