@@ -202,7 +202,8 @@ def update_metrics(out_dir: str | Path, values: dict[str, Any]) -> None:
 def write_report(out_dir: str | Path, history: list[EpochLog], metric: str, curves: Sequence[str] = ()) -> None:
     """metrics.json (kept epoch, its dev scores, per-epoch history) and training_curve.png beside the model."""
     evaluated = [h for h in history if h.metrics]
-    best = max(evaluated, key=lambda h: h.metrics.get(metric, float("-inf"))) if evaluated else history[-1]
+    # the last of equally scored epochs, as `fit` keeps it
+    best = max(reversed(evaluated), key=lambda h: h.metrics.get(metric, float("-inf"))) if evaluated else history[-1]
     update_metrics(out_dir, {"best_epoch": best.epoch, "dev": best.metrics, "history": [asdict(h) for h in history]})
     plot_curves(history, Path(out_dir) / "training_curve.png", curves)
 
