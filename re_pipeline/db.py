@@ -40,6 +40,16 @@ def embedded_url(pgdata: str) -> str:
         return _servers[str(folder)].get_uri()
 
 
+def stop_embedded(pgdata: str) -> None:
+    """Release this process's handle on an embedded server (it stops when no process uses it)."""
+    from pathlib import Path
+
+    with _lock:
+        server = _servers.pop(str(Path(pgdata).resolve()), None)
+    if server is not None:
+        server.cleanup()
+
+
 def sqlalchemy_url(url: str) -> str:
     """Any libpq-style URL as a SQLAlchemy URL on the psycopg 3 driver."""
     if url.startswith("postgres://"):

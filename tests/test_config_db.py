@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from re_pipeline.config import Settings
-from re_pipeline.db import get_engine, redacted, resolve_url, sqlalchemy_url
+from re_pipeline.db import get_engine, redacted, resolve_url, sqlalchemy_url, stop_embedded
 
 
 def test_settings_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,8 +41,12 @@ def test_embedded_server_starts_on_demand_and_is_reused(tmp_path: Path, monkeypa
     monkeypatch.delenv("DATABASE_URL", raising=False)
     settings = Settings.load(home=tmp_path / "home")
     engine = get_engine(settings)
-    with engine.connect() as conn:
-        version = conn.execute(sa.text("SHOW server_version_num")).scalar_one()
-    assert int(version) >= 140000
-    assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists()
-    assert resolve_url(settings) == resolve_url(Settings.load(home=tmp_path / "home"))
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(sa.text("SHOW server_version_num")).scalar_one()
+        assert int(version) >= 140000
+        assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists()
+        assert resolve_url(settings) == resolve_url(Settings.load(home=tmp_path / "home"))
+    finally:
+        engine.dispose()
+        stop_embedded(str(settings.pgdata_dir))
