@@ -35,10 +35,9 @@ KG_TABLES = [
 @pytest.fixture(scope="session")
 def tokenizer():
     """The real MiniLM tokenizer (tiny test encoders use its vocabulary)."""
-    from re_pipeline.config import default_encoder
-    from re_pipeline.encoder import load_tokenizer
+    from tiny_models import tokenizer as load
 
-    return load_tokenizer(default_encoder())
+    return load()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import random
 
 import pytest
 import torch
-from tiny_models import tiny_encoder
+from tiny_models import EXAMPLES, TYPES, tiny_encoder
 
 from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
 from re_pipeline.encoder import encode, tokenize_words
@@ -32,22 +32,6 @@ from re_pipeline.spert.predict import SpertPredictor
 from re_pipeline.spert.sampling import collate, enumerate_spans, sample
 from re_pipeline.spert.train import TrainArgs, train
 from re_pipeline.text import from_tokens
-
-TYPES = Types(["Loc", "Org", "Peop"], ["Live_In", "OrgBased_In", "Work_For"])
-EXAMPLES = [
-    Example(
-        ["John", "Smith", "works", "for", "Acme", "Corporation", "in", "Boston", "."],
-        [(0, 2, "Peop"), (4, 6, "Org"), (7, 8, "Loc")],
-        [(0, 1, "Work_For"), (1, 2, "OrgBased_In")],
-    ),
-    Example(["Mary", "lives", "in", "Paris", "."], [(0, 1, "Peop"), (3, 4, "Loc")], [(0, 1, "Live_In")]),
-    Example(
-        ["The", "unbelievably", "hyperextended", "Kowalczykowski", "visited", "Reykjavik", "yesterday", "."],
-        [(3, 4, "Peop"), (5, 6, "Loc")],
-        [],
-    ),
-]
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

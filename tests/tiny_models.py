@@ -10,6 +10,30 @@ import torch
 ENTITY_TYPES = ["PER", "ORG", "LOC", "TIME", "NUM", "MISC"]
 
 
+def _conll_examples() -> tuple[Any, list[Any]]:
+    from re_pipeline.spert.data import Example, Types
+
+    types = Types(["Loc", "Org", "Peop"], ["Live_In", "OrgBased_In", "Work_For"])
+    examples = [
+        Example(
+            ["John", "Smith", "works", "for", "Acme", "Corporation", "in", "Boston", "."],
+            [(0, 2, "Peop"), (4, 6, "Org"), (7, 8, "Loc")],
+            [(0, 1, "Work_For"), (1, 2, "OrgBased_In")],
+        ),
+        Example(["Mary", "lives", "in", "Paris", "."], [(0, 1, "Peop"), (3, 4, "Loc")], [(0, 1, "Live_In")]),
+        Example(
+            ["The", "unbelievably", "hyperextended", "Kowalczykowski", "visited", "Reykjavik", "yesterday", "."],
+            [(3, 4, "Peop"), (5, 6, "Loc")],
+            [],
+        ),
+    ]
+    return types, examples
+
+
+#: A CoNLL04-like toy set (sentences with a word split into many subwords) for SpERT and baseline tests.
+TYPES, EXAMPLES = _conll_examples()
+
+
 def tokenizer() -> Any:
     from re_pipeline.config import default_encoder
     from re_pipeline.encoder import load_tokenizer
