@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -66,6 +67,8 @@ def database_url() -> Iterator[str]:
         yield sqlalchemy_url(server.get_uri())
     finally:
         server.cleanup()
+        # pgserver logs again from its atexit hook, after pytest has closed the log streams
+        logging.getLogger("pgserver").disabled = True
 
 
 @pytest.fixture(scope="session")
