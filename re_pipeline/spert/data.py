@@ -121,34 +121,12 @@ def docred_to_examples(docs: Iterable[dict[str, Any]]) -> list[Example]:
     Entities are the mentions in the sentence, with their DocRED type (PER, ORG,
     LOC, TIME, NUM, MISC); a span annotated twice keeps its first mention. A
     relation (h, r, t) links a mention of h and a mention of t in the same sentence
-    when that sentence is among the fact's evidence.
+    when that sentence is among the fact's evidence. (Read through the ingest
+    reader, so raw JSON and ingested documents give the same examples.)
     """
-    examples = []
-    for d, doc in enumerate(docs):
-        title = doc.get("title", str(d))
-        for s, tokens in enumerate(doc["sents"]):
-            spans: dict[tuple[int, int], int] = {}
-            entities: list[tuple[int, int, str]] = []
-            mention_index: dict[int, list[int]] = {}  # DocRED entity -> entity indexes in this sentence
-            for e, vertex in enumerate(doc["vertexSet"]):
-                for m in vertex:
-                    if m["sent_id"] != s:
-                        continue
-                    span = (m["pos"][0], m["pos"][1])
-                    if span not in spans:
-                        spans[span] = len(entities)
-                        entities.append((*span, m["type"]))
-                    mention_index.setdefault(e, []).append(spans[span])
-            relations = []
-            for label in doc.get("labels", []):
-                if s not in label.get("evidence", []):
-                    continue
-                for h in mention_index.get(label["h"], []):
-                    for t in mention_index.get(label["t"], []):
-                        if h != t and (h, t, label["r"]) not in relations:
-                            relations.append((h, t, label["r"]))
-            examples.append(Example(list(tokens), entities, relations, f"{title}#{s}"))
-    return examples
+    from re_pipeline.ingest import docred_document
+
+    return [ex for doc in docs for ex in document_examples(docred_document(doc), gold=True)]
 
 
 # --- the package's Document model ---------------------------------------------------------------
@@ -156,7 +134,7 @@ def docred_to_examples(docs: Iterable[dict[str, Any]]) -> list[Example]:
 
 def document_examples(doc: Document, gold: bool = False) -> list[Example]:
     """The document's sentences as SpERT examples; with ``gold``, its gold mentions and
-    the sentence-level relations between them (as in :func:`docred_to_examples`)."""
+    the sentence-level relations between them (see :func:`docred_to_examples`)."""
     examples = [Example(s.tokens, orig_id=f"{doc.doc_id}#{i}") for i, s in enumerate(doc.sentences)]
     if not gold or doc.gold is None:
         return examples
