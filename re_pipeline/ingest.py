@@ -94,6 +94,18 @@ def _decode(data: bytes, origin: str) -> str | Quarantined:
         return _quarantine(origin, data.decode("utf-8", "replace"), f"invalid UTF-8 at byte {e.start}")
 
 
+def _parse_json(data: bytes, origin: str) -> Any:
+    """The parsed JSON value of ``data``, or a quarantine record saying why there is none."""
+    decoded = _decode(data, origin)
+    if isinstance(decoded, Quarantined):
+        return decoded
+    try:
+        return json.loads(decoded)
+    except json.JSONDecodeError as e:
+        reason = f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        return _quarantine(origin, decoded[:RECORD_PREVIEW].rstrip("\n"), reason)
+
+
 def _record_from_mapping(obj: Any, origin: str) -> RawRecord | Quarantined:
     """A JSONL object or Parquet row: ``id``, ``text`` (required), ``title``, ``date``, rest as meta."""
     if not isinstance(obj, dict):
@@ -121,16 +133,8 @@ def read_jsonl(path: Path) -> Iterator[RawRecord | Quarantined]:
             origin = f"{path}:{lineno}"
             if not line.strip():
                 continue
-            decoded = _decode(line, origin)
-            if isinstance(decoded, Quarantined):
-                yield decoded
-                continue
-            try:
-                obj = json.loads(decoded)
-            except json.JSONDecodeError as e:
-                yield _quarantine(origin, decoded.rstrip("\n"), f"malformed JSON: {e.msg} at column {e.colno}")
-                continue
-            yield _record_from_mapping(obj, origin)
+            obj = _parse_json(line, origin)
+            yield obj if isinstance(obj, Quarantined) else _record_from_mapping(obj, origin)
 
 
 def read_text_file(path: Path, root: Path) -> Iterator[RawRecord | Quarantined]:
@@ -161,17 +165,14 @@ def read_docred(path: Path) -> Iterator[RawRecord | Quarantined]:
     ``import-annotated`` only). A DocRED file is one JSON array, so it is parsed
     whole; such files are small (the 3,053-document DocRED dev set is 12 MB).
     """
-    decoded = _decode(path.read_bytes(), str(path))
-    if isinstance(decoded, Quarantined):
-        yield decoded
-        return
-    try:
-        data = json.loads(decoded)
-    except json.JSONDecodeError as e:
-        yield _quarantine(str(path), decoded[:RECORD_PREVIEW], f"malformed JSON: {e.msg} at line {e.lineno}")
+    data = _parse_json(path.read_bytes(), str(path))
+    if isinstance(data, Quarantined):
+        yield data
         return
     if not isinstance(data, list):
-        yield _quarantine(str(path), decoded[:RECORD_PREVIEW], "DocRED file must hold a JSON list of documents")
+        yield _quarantine(
+            str(path), json.dumps(data)[:RECORD_PREVIEW], "DocRED file must hold a JSON list of documents"
+        )
         return
     for i, doc in enumerate(data):
         yield docred_record(doc, f"{path}#{i}")
