@@ -139,7 +139,7 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from re_pipeline.pipeline import extract
 
-    settings = _settings(args).with_(device=args.device)
+    settings = _settings(args).with_(device=args.device, max_tokens_per_batch=args.max_tokens_per_batch)
     stats = extract(args.shards, args.out, settings=settings, docs_per_batch=args.docs_per_batch)
     print(stats.summary())
     print(f"results: {args.out} (summary in extract_summary.json)")
@@ -336,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for result shards")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (CUDA with bf16 when present)")
     p.add_argument("--docs-per-batch", type=int, default=32, help="documents processed together (memory bound)")
+    p.add_argument(
+        "--max-tokens-per-batch",
+        type=int,
+        help="padded subword tokens per encoder batch (default 16,384; RE_PIPELINE_MAX_TOKENS_PER_BATCH)",
+    )
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser(

@@ -50,6 +50,8 @@ class Settings:
     models_dir: Path = PROJECT_DIR / "models"
     #: "auto", "cpu" or "cuda".
     device: str = "auto"
+    #: Padded subword tokens per encoder batch in extraction: bounds memory whatever the lengths.
+    max_tokens_per_batch: int = 16_384
     #: Statement timeout for read-only analyst queries, milliseconds.
     query_timeout_ms: int = 60_000
     #: Data-quality gate: a run fails if its relations per document fall below this

@@ -11,6 +11,7 @@ truncated.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,32 @@ def tokenize_words(tokenizer: Any, batch: list[list[str]]) -> WordBatch:
             word_end[b, : len(sp)] = torch.tensor([e for _, e in sp])
             word_mask[b, : len(sp)] = True
     return WordBatch(input_ids, attention, word_start, word_end, word_mask)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most ``batch_size`` items whose padded size
+    (items x longest) stays within ``max_tokens``; an item longer than the budget goes alone.
+
+    Sorting keeps dynamic padding small; the token budget bounds memory whatever the lengths."""
+    out: list[list[int]] = []
+    batch: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        too_many = len(batch) >= batch_size or (max_tokens is not None and (len(batch) + 1) * lengths[i] > max_tokens)
+        if batch and too_many:
+            out.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        out.append(batch)
+    return out
+
+
+def subword_lengths(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[int]:
+    """[CLS] + subwords + [SEP] per pre-split sentence, in one batched tokenizer call."""
+    nonempty = [list(s) for s in sentences if s]
+    ids = tokenizer(nonempty, is_split_into_words=True, add_special_tokens=False)["input_ids"] if nonempty else []
+    lengths = iter(len(x) + 2 for x in ids)
+    return [next(lengths) if s else 2 for s in sentences]
 
 
 def _align(tokenizer: Any, words: list[str]) -> tuple[list[int], list[tuple[int, int]]]:

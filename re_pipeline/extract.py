@@ -87,9 +87,15 @@ class Extractor:
 
     @classmethod
     def from_registry(
-        cls, models_dir: str | Path, device: str = "auto", pinned: tuple[str, ...] = (), **options: Any
+        cls,
+        models_dir: str | Path,
+        device: str = "auto",
+        pinned: tuple[str, ...] = (),
+        max_tokens: int | None = None,
+        **options: Any,
     ) -> Extractor:
-        """The registry's current models, or the ``pinned`` versions (heavy imports happen here)."""
+        """The registry's current models, or the ``pinned`` versions (heavy imports happen here);
+        ``max_tokens`` caps the padded subwords of every encoder batch."""
         from re_pipeline.docred.predict import DocREPredictor
         from re_pipeline.spert.predict import SpertPredictor
 
@@ -100,10 +106,13 @@ class Extractor:
                 f"no current SpERT model in {registry.path}; train one: re-pipeline train --profile quick"
             )
         root = registry.root
+        docred = DocREPredictor.load(root / versions["docred"], device) if "docred" in versions else None
+        if docred is not None:
+            docred.max_tokens = max_tokens
         return cls(
-            SpertPredictor.load(root / versions["spert"], device),
+            SpertPredictor.load(root / versions["spert"], device, max_tokens=max_tokens),
             Grouper.load(root / versions["coref"] if "coref" in versions else None),
-            DocREPredictor.load(root / versions["docred"], device) if "docred" in versions else None,
+            docred,
             versions,
             **options,
         )

@@ -98,7 +98,9 @@ def extract(
     from re_pipeline.extract import Extractor, extract_shards, write_summary
 
     settings = settings or Settings.load()
-    extractor = Extractor.from_registry(settings.models_dir, settings.device, **options)
+    extractor = Extractor.from_registry(
+        settings.models_dir, settings.device, max_tokens=settings.max_tokens_per_batch, **options
+    )
     stats = extract_shards(shard_paths(shards), out_dir, extractor, progress=progress)
     write_summary(Path(out_dir) / "extract_summary.json", stats, extractor.versions)
     return stats

@@ -63,18 +63,22 @@ def tune_malloc() -> None:
         pass
 
 
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and LayerNorm weights (BERT fine-tuning practice, as in SpERT).
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float, head_lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and LayerNorm weights (BERT fine-tuning practice, as in SpERT);
+    with ``head_lr``, parameters outside ``encoder.`` (the new, randomly initialised head) learn at that rate.
 
     The fused kernel is ~7x faster than the default on one CPU thread; same update rule.
     """
-    decay, no_decay = [], []
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, fused=True)
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+        rate = lr if head_lr is None or name.startswith("encoder.") else head_lr
+        groups.setdefault((rate, 0.0 if no_decay else weight_decay), []).append(param)
+    return torch.optim.AdamW(
+        [{"params": ps, "lr": rate, "weight_decay": wd} for (rate, wd), ps in groups.items()], lr=lr, fused=True
+    )
 
 
 def linear_warmup_decay(
@@ -93,11 +97,16 @@ def linear_warmup_decay(
 
 @dataclass
 class FitConfig:
+    """Optimisation settings every trainer shares; model-specific settings extend it."""
+
     epochs: int = 20
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.1
     grad_clip: float = 1.0
+    batch_size: int = 2
+    eval_batch_size: int = 32
+    seed: int = 42
 
 
 @dataclass

@@ -213,7 +213,7 @@ def test_killed_load_leaves_the_database_as_before(engine: sa.engine.Engine, dat
         from re_pipeline.ingest import load_corpus
         from re_pipeline.kg.loader import gold_as_predicted
         docs, _ = load_corpus({str(SAMPLE_CORPUS)!r}, source_name="other")
-        loader._UPSERT_SQL = [*loader._UPSERT_SQL, "SELECT pg_sleep(60)"]
+        loader._FINISH_SQL = [*loader._FINISH_SQL, "SELECT pg_sleep(60)"]
         loader.load_documents(sa.create_engine({database_url!r}), [gold_as_predicted(d) for d in docs], None)
         """
     )

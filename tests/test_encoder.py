@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from re_pipeline.encoder import encode, pool_words, token_to_word, tokenize_words
+from re_pipeline.encoder import encode, length_batches, pool_words, subword_lengths, token_to_word, tokenize_words
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,22 @@ def test_windowed_encoding_keeps_every_token_and_matches_short_inputs(tokenizer)
         out = encode(model, long.input_ids, long.attention_mask)
     assert long.input_ids.shape[1] > 20 and out.shape[:2] == long.input_ids.shape
     assert out[0, : int(long.attention_mask[0].sum())].abs().sum(-1).min() > 0  # no token left unencoded
+
+
+def test_length_batches_sort_by_length_and_respect_item_and_token_budgets():
+    lengths = [50, 3, 400, 7, 7, 120, 2, 60]
+    batches = length_batches(lengths, batch_size=3, max_tokens=130)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each item exactly once
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths)
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 130  # an oversized item goes alone
+    assert [len(b) for b in batches] == [3, 2, 1, 1, 1]
+    assert length_batches(lengths, batch_size=3) == [[6, 1, 3], [4, 0, 7], [5, 2]]
+
+
+def test_subword_lengths_count_cls_sep_and_split_words(tokenizer):
+    sentences = [["Merkel", "visited", "Paris"], [], ["unbelievably"]]
+    expected = [len(tokenize_words(tokenizer, [s]).input_ids[0]) if s else 2 for s in sentences]
+    assert subword_lengths(tokenizer, sentences) == expected

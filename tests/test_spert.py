@@ -245,8 +245,9 @@ def test_long_sentences_are_windowed_not_truncated(tokenizer):
     assert max(e.end for e in pred.entities) == 30
 
 
-def test_predictions_keep_input_order_and_skip_empty_sentences(tokenizer):
-    predictor = SpertPredictor(tiny_model(tokenizer), tokenizer, "cpu", batch_size=2)
+@pytest.mark.parametrize("max_tokens", [None, 1])
+def test_predictions_keep_input_order_and_skip_empty_sentences(tokenizer, max_tokens):
+    predictor = SpertPredictor(tiny_model(tokenizer), tokenizer, "cpu", batch_size=2, max_tokens=max_tokens)
     sentences = [ex.tokens for ex in EXAMPLES] + [[]]
     batched = predictor.predict_tokens(sentences)
     single = [predictor.predict_tokens([s])[0] for s in sentences]

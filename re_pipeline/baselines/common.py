@@ -13,15 +13,9 @@ from re_pipeline.training import EpochLog, FitConfig, fit, update_metrics, write
 
 
 @dataclass
-class BaselineArgs:
+class BaselineArgs(FitConfig):
     epochs: int = 5
     batch_size: int = 8
-    lr: float = 5e-5
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 42
-    eval_batch_size: int = 32
     neg_per_sentence: int = 2  # relation baseline: `none` pairs sampled per sentence each epoch (-1 = all)
 
 
@@ -50,5 +44,4 @@ def run_training(
 
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").unlink(missing_ok=True)  # no stale figures from an earlier run
-    config = FitConfig(args.epochs, args.lr, args.weight_decay, args.warmup, args.grad_clip)
-    return fit(model, batches, loss_fn, config, dev_scores, metric, save, desc, report)
+    return fit(model, batches, loss_fn, args, dev_scores, metric, save, desc, report)

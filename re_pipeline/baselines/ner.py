@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from re_pipeline.baselines.common import BaselineArgs, run_training
-from re_pipeline.encoder import WordBatch, load_tokenizer, tokenize_words
+from re_pipeline.encoder import WordBatch, length_batches, load_tokenizer, subword_lengths, tokenize_words
 from re_pipeline.metrics import Scores, count_by_type, summarize
 from re_pipeline.spert.data import Example, Types
 from re_pipeline.training import seed_everything
@@ -83,10 +83,9 @@ class NerTagger:
     @torch.inference_mode()
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[int, int, str]]]:
         """Entities of each sentence, batched by length."""
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         out: list[list[tuple[int, int, str]]] = [[] for _ in sentences]
-        for i in range(0, len(order), self.batch_size):
-            chunk = [j for j in order[i : i + self.batch_size] if sentences[j]]
+        for batch in length_batches(subword_lengths(self.tokenizer, sentences), self.batch_size):
+            chunk = [j for j in batch if sentences[j]]
             if not chunk:
                 continue
             words = tokenize_words(self.tokenizer, [list(sentences[j]) for j in chunk]).to(self.device)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from re_pipeline.baselines.common import BaselineArgs, run_training
-from re_pipeline.encoder import load_tokenizer, tokenize_words
+from re_pipeline.encoder import length_batches, load_tokenizer, subword_lengths, tokenize_words
 from re_pipeline.spert.data import Example, PredictedEntity, PredictedRelation, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.training import seed_everything
@@ -78,10 +78,8 @@ class RelationClassifier:
     @torch.inference_mode()
     def classify(self, inputs: Sequence[list[str]]) -> list[tuple[str, float]]:
         """(label, probability) per marked sentence, batched by length."""
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         out: list[tuple[str, float]] = [(NONE, 1.0)] * len(inputs)
-        for i in range(0, len(order), self.batch_size):
-            chunk = order[i : i + self.batch_size]
+        for chunk in length_batches(subword_lengths(self.tokenizer, inputs), self.batch_size):
             words = tokenize_words(self.tokenizer, [inputs[j] for j in chunk]).to(self.device)
             probs = self.model(input_ids=words.input_ids, attention_mask=words.attention_mask).logits.softmax(-1)
             score, label = probs.max(-1)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from re_pipeline.documents import Annotations, Document
-from re_pipeline.encoder import tokenize_words
+from re_pipeline.encoder import length_batches, tokenize_words
 from re_pipeline.ingest import docred_document, parse_slice
 
 #: Tasks and what their label columns mean: step 1 "related?", step 2 the relation
@@ -195,10 +195,9 @@ def batches(
     within pools of ``pool`` batches, then the batches shuffled, so batches are
     random yet little padded.
     """
-    order = list(range(len(lengths)))
     if rng is None:
-        order.sort(key=lambda i: lengths[i])
-        return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        return length_batches(lengths, batch_size)
+    order = list(range(len(lengths)))
     rng.shuffle(order)
     size = batch_size * pool
     out = []

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from re_pipeline.docred.data import Batch, DocFeatures, Pair, batches, build_features, collate
+from re_pipeline.docred.data import Batch, DocFeatures, Pair, build_features, collate
 from re_pipeline.docred.model import DocREModel
 from re_pipeline.documents import Document, Relation
-from re_pipeline.encoder import autocast, load_tokenizer, resolve_device
+from re_pipeline.encoder import autocast, length_batches, load_tokenizer, resolve_device
 
 #: (head, tail, relation index, score)
 Fact = tuple[int, int, int, float]
@@ -51,14 +51,16 @@ def pair_probs(
     pairs: Sequence[Sequence[Pair]] | None = None,
     batch_size: int = 8,
     pad_id: int = 0,
+    max_tokens: int | None = None,
 ) -> list[torch.Tensor]:
     """Sigmoid probabilities (P_i, C) of each document's pairs (default: all ordered
-    pairs), in input order. Documents go in length-sorted batches to keep padding small."""
+    pairs), in input order. Documents go in length-sorted batches to keep padding small,
+    of at most ``max_tokens`` padded subwords when given."""
     model.eval()
     device = next(model.parameters()).device
     pairs = pairs if pairs is not None else [f.all_pairs() for f in features]
     out: list[torch.Tensor] = [torch.zeros((0, model.config.num_labels))] * len(features)
-    for idx in batches([len(f.input_ids) for f in features], batch_size):
+    for idx in length_batches([len(f.input_ids) for f in features], batch_size, max_tokens):
         batch: Batch = collate([features[i] for i in idx], [pairs[i] for i in idx], pad_id=pad_id).to(device)
         with autocast(device):
             probs = model(batch).float().sigmoid().cpu()
@@ -99,6 +101,7 @@ class DocREPredictor:
     relations: list[str]
     thresholds: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the training settings
+    max_tokens: int | None = None  # padded subwords per batch: bounds memory on long documents
 
     @property
     def device(self) -> torch.device:
@@ -114,7 +117,8 @@ class DocREPredictor:
     def probabilities(self, features: Sequence[DocFeatures], batch_size: int = 8) -> dict[str, list[torch.Tensor]]:
         """Every model's probabilities over all ordered pairs (for evaluation and tuning)."""
         return {
-            task: pair_probs(m, features, batch_size=batch_size, pad_id=self.pad_id) for task, m in self.models.items()
+            task: pair_probs(m, features, None, batch_size, self.pad_id, self.max_tokens)
+            for task, m in self.models.items()
         }
 
     def decode(self, features: Sequence[DocFeatures], probs: dict[str, list[torch.Tensor]]) -> list[list[Fact]]:
@@ -134,14 +138,20 @@ class DocREPredictor:
         if self.mode != "twostep":  # one encoder pass scores everything
             return self.decode(features, self.probabilities(features, batch_size))
         all_pairs = [f.all_pairs() for f in features]
-        p1 = [p[:, 0] for p in pair_probs(self.models["step1"], features, all_pairs, batch_size, self.pad_id)]
+        step1 = pair_probs(self.models["step1"], features, all_pairs, batch_size, self.pad_id, self.max_tokens)
+        p1 = [p[:, 0] for p in step1]
         keep = [p >= self.thresholds["step1"] for p in p1]
         passed = [
             [pairs[k] for k in mask.nonzero().flatten().tolist()] for pairs, mask in zip(all_pairs, keep, strict=True)
         ]
         todo = [i for i, ps in enumerate(passed) if ps]
         p2 = pair_probs(
-            self.models["step2"], [features[i] for i in todo], [passed[i] for i in todo], batch_size, self.pad_id
+            self.models["step2"],
+            [features[i] for i in todo],
+            [passed[i] for i in todo],
+            batch_size,
+            self.pad_id,
+            self.max_tokens,
         )
         out: list[list[Fact]] = [[] for _ in features]
         for i, probs in zip(todo, p2, strict=True):

@@ -37,7 +37,7 @@ from re_pipeline.docred.sampling import sample_pairs
 from re_pipeline.documents import Document
 from re_pipeline.encoder import load_tokenizer, resolve_device
 from re_pipeline.relation_types import docred_relations
-from re_pipeline.training import EpochLog, linear_warmup_decay, plot_curves, seed_everything, write_json
+from re_pipeline.training import EpochLog, adamw, linear_warmup_decay, plot_curves, seed_everything, write_json
 
 
 @dataclass
@@ -58,21 +58,7 @@ class TrainConfig:
 
 def make_optimizer(model: DocREModel, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW with one rate for the pretrained encoder and a higher one for the new head."""
-    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        part = "encoder" if name.startswith("encoder.") else "head"
-        no_decay = name.endswith("bias") or "LayerNorm" in name
-        groups.setdefault((part, no_decay), []).append(param)
-    optimizer = torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "lr": config.lr if part == "encoder" else config.head_lr,
-                "weight_decay": 0.0 if no_decay else config.weight_decay,
-            }
-            for (part, no_decay), params in groups.items()
-        ]
-    )
+    optimizer = adamw(model, config.lr, config.weight_decay, head_lr=config.head_lr)
     return optimizer, linear_warmup_decay(optimizer, total_steps, config.warmup)
 
 

@@ -14,39 +14,54 @@ from typing import Any
 import torch
 
 from re_pipeline.documents import Document
-from re_pipeline.encoder import autocast, load_tokenizer, resolve_device, tokenize_words
+from re_pipeline.encoder import (
+    autocast,
+    length_batches,
+    load_tokenizer,
+    resolve_device,
+    subword_lengths,
+    tokenize_words,
+)
 from re_pipeline.spert.data import SentencePrediction, apply_predictions, document_json
 from re_pipeline.spert.model import SpertModel
 
 
 class SpertPredictor:
-    def __init__(self, model: SpertModel, tokenizer: Any, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: SpertModel,
+        tokenizer: Any,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "auto", batch_size: int = 32) -> SpertPredictor:
+    def load(
+        cls, model_dir: str | Path, device: str = "auto", batch_size: int = 32, max_tokens: int | None = None
+    ) -> SpertPredictor:
         """A model directory written by training; loads offline."""
-        return cls(SpertModel.from_pretrained(model_dir), load_tokenizer(str(model_dir)), device, batch_size)
+        model, tokenizer = SpertModel.from_pretrained(model_dir), load_tokenizer(str(model_dir))
+        return cls(model, tokenizer, device, batch_size, max_tokens)
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[SentencePrediction]:
-        """Predictions for pre-tokenized sentences, in input order."""
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        out: list[SentencePrediction | None] = [None] * len(sentences)
+        """Predictions for pre-tokenized sentences, in input order; batched by subword length."""
+        out = [SentencePrediction() for _ in sentences]
         self.model.eval()
+        lengths = subword_lengths(self.tokenizer, sentences)
         with torch.inference_mode(), autocast(self.device):
-            for i in range(0, len(order), self.batch_size):
-                chunk = order[i : i + self.batch_size]
+            for chunk in length_batches(lengths, self.batch_size, self.max_tokens):
                 nonempty = [j for j in chunk if sentences[j]]
-                for j in chunk:
-                    out[j] = SentencePrediction()
                 if nonempty:
                     words = tokenize_words(self.tokenizer, [list(sentences[j]) for j in nonempty]).to(self.device)
                     for j, pred in zip(nonempty, self.model.predict(words), strict=True):
                         out[j] = pred
-        return out  # type: ignore[return-value]
+        return out
 
     def predict_documents(self, docs: Sequence[Document]) -> None:
         """Fill each document's ``predicted`` mentions and sentence-level relations (all sentences batched together)."""

@@ -25,13 +25,9 @@ from re_pipeline.training import EpochLog, FitConfig, fit, seed_everything, writ
 
 
 @dataclass
-class TrainArgs:
-    epochs: int = 20
-    batch_size: int = 2
-    lr: float = 5e-5
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+class TrainArgs(FitConfig):
+    """SpERT's paper settings (the optimisation ones in ``FitConfig``)."""
+
     neg_entities: int = 100
     neg_relations: int = 100
     max_span_width: int = 10
@@ -40,8 +36,6 @@ class TrainArgs:
     fusion: str = "max"
     context: str = "localized"
     relation_threshold: float = 0.4
-    seed: int = 42
-    eval_batch_size: int = 32
     device: str = "auto"
     metric: str = "rel_nec_micro_f1"  # selects the kept checkpoint
 
@@ -111,9 +105,8 @@ def train(
 
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").unlink(missing_ok=True)  # no stale figures from an earlier run
-    fit_config = FitConfig(args.epochs, args.lr, args.weight_decay, args.warmup, args.grad_clip)
     dev_eval = dev_scores if dev_set else None
-    history = fit(model, batches, loss_fn, fit_config, dev_eval, args.metric, save, "spert", report)
+    history = fit(model, batches, loss_fn, args, dev_eval, args.metric, save, "spert", report)
     if out_dir is not None:
         model = SpertModel.from_pretrained(out_dir, device)
     return model, history
