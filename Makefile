@@ -10,7 +10,7 @@ export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export MALLOC_TOP_PAD_ := 1000000000
 
-.PHONY: install demo test lint bench-load bench-ingest clean
+.PHONY: install demo test lint bench-load bench-ingest bench-dag clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-load: install
 
 bench-ingest: install
 	$(BIN)/python bench/ingest_bench.py
+
+bench-dag: install  # needs trained models: re-pipeline train --profile full
+	$(BIN)/python bench/dag_bench.py --spert models/spert-docred --docred models/docred-twostep \
+		--coref models/coref-redocred --runs 3
 
 clean:
 	rm -rf $(VENV) .re_pipeline .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from re_pipeline.encoder import load_tokenizer
 from re_pipeline.training import EpochLog, FitConfig, fit, update_metrics, write_report
 
 
@@ -45,3 +46,11 @@ def run_training(
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").unlink(missing_ok=True)  # no stale figures from an earlier run
     return fit(model, batches, loss_fn, args, dev_scores, metric, save, desc, report)
+
+
+def load_hf_model(path: str | Path, auto_class: str) -> tuple[Any, Any]:
+    """A baseline's model (``transformers.<auto_class>``) and tokenizer from its directory, offline."""
+    import transformers
+
+    model = getattr(transformers, auto_class).from_pretrained(str(path), local_files_only=True)
+    return model, load_tokenizer(str(path))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from re_pipeline.baselines.common import BaselineArgs, run_training
+from re_pipeline.baselines.common import BaselineArgs, load_hf_model, run_training
 from re_pipeline.encoder import WordBatch, length_batches, load_tokenizer, subword_lengths, tokenize_words
 from re_pipeline.metrics import Scores, count_by_type, summarize
 from re_pipeline.spert.data import Example, Types
@@ -75,10 +75,7 @@ class NerTagger:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 32) -> NerTagger:
-        from transformers import AutoModelForTokenClassification
-
-        model = AutoModelForTokenClassification.from_pretrained(str(path), local_files_only=True)
-        return cls(model, load_tokenizer(str(path)), device, batch_size)
+        return cls(*load_hf_model(path, "AutoModelForTokenClassification"), device, batch_size)
 
     @torch.inference_mode()
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[int, int, str]]]:

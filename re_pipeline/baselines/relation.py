@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from re_pipeline.baselines.common import BaselineArgs, run_training
+from re_pipeline.baselines.common import BaselineArgs, load_hf_model, run_training
 from re_pipeline.encoder import length_batches, load_tokenizer, subword_lengths, tokenize_words
 from re_pipeline.spert.data import Example, PredictedEntity, PredictedRelation, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
@@ -70,10 +70,7 @@ class RelationClassifier:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 32) -> RelationClassifier:
-        from transformers import AutoModelForSequenceClassification
-
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
-        return cls(model, load_tokenizer(str(path)), device, batch_size)
+        return cls(*load_hf_model(path, "AutoModelForSequenceClassification"), device, batch_size)
 
     @torch.inference_mode()
     def classify(self, inputs: Sequence[list[str]]) -> list[tuple[str, float]]:
