@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")
+    parser.add_argument("--section", help="BENCHMARKS.md section to (re)write (default: one per dataset)")
     args = parser.parse_args()
     set_threads(args.threads)
     tune_malloc()
@@ -139,7 +140,7 @@ Dev strict relation F1 per epoch: {curve}
 </details>
 """
     title = "SpERT on CoNLL04" if args.dataset == "conll04" else "SpERT on DocRED-derived sentences"
-    update_section(title, body)
+    update_section(args.section or title, body)
 
 
 if __name__ == "__main__":

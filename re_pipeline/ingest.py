@@ -310,6 +310,8 @@ def _validate(rec: RawRecord, text: str, max_chars: int) -> Quarantined | None:
         return _quarantine(
             rec.origin, preview or "", f"document has {len(text):,} characters, over the limit of {max_chars:,}"
         )
+    if rec.external_id and normalize_text(rec.external_id) != rec.external_id:
+        return _quarantine(rec.origin, preview or "", f"id {rec.external_id!r} has control characters or padding")
     return None
 
 
@@ -322,7 +324,7 @@ def _document(rec: RawRecord, source: str, text: str, sentences: list) -> Docume
         external_id=ext,
         text=text,
         sentences=sentences,
-        title=rec.title,
+        title=normalize_text(rec.title),  # titles come from the same untrusted records as texts
         date=rec.date,
         meta=rec.meta,
         content_hash=digest,

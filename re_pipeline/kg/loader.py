@@ -229,7 +229,7 @@ def stage(doc: Document) -> _Staged:
             key = (i, m.sent, m.start, m.end)
             row = (*key, c0, c1, m.text or doc.text[c0:c1], m.type or e.type, m.score)
             kept = mentions.get(key)  # one row per span and entity: the best-scored
-            if kept is None or (m.score or -1.0) > (kept[-1] or -1.0):
+            if kept is None or (-1.0 if m.score is None else m.score) > (-1.0 if kept[-1] is None else kept[-1]):
                 mentions[key] = row
     relations = [(r.head, r.tail, r.type, r.source, r.confidence, tuple(r.evidence)) for r in doc.predicted.relations]
     document = (doc.doc_id, doc.source, doc.external_id, doc.title, doc.date, doc.content_hash)
