@@ -10,6 +10,7 @@ duplicates).
 
 from __future__ import annotations
 
+import datetime
 import glob
 import json
 import logging
@@ -302,6 +303,14 @@ def _to_documents(
         yield rec, _document(rec, source, text, sentences)
 
 
+def is_iso_date(value: str) -> bool:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _validate(rec: RawRecord, text: str, max_chars: int) -> Quarantined | None:
     preview = rec.text if rec.text is not None else json.dumps(rec.tokens)[:RECORD_PREVIEW]
     if not text.strip():
@@ -310,6 +319,8 @@ def _validate(rec: RawRecord, text: str, max_chars: int) -> Quarantined | None:
         return _quarantine(
             rec.origin, preview or "", f"document has {len(text):,} characters, over the limit of {max_chars:,}"
         )
+    if rec.date is not None and not is_iso_date(rec.date):
+        return _quarantine(rec.origin, preview or "", f"date {rec.date!r} is not an ISO date (YYYY-MM-DD)")
     if rec.external_id and normalize_text(rec.external_id) != rec.external_id:
         return _quarantine(rec.origin, preview or "", f"id {rec.external_id!r} has control characters or padding")
     return None

@@ -99,12 +99,16 @@ def test_reload_replaces_evidence_and_keeps_aggregates_consistent(engine: sa.eng
 def test_invalid_results_are_quarantined_and_the_rest_loads(engine: sa.engine.Engine) -> None:
     bad_type = _doc("bad1", [(0, 1, "NOT_A_RELATION", 0.9)])
     bad_index = _doc("bad2", [(0, 7, "P27", 0.9)])
-    report = loader.load_documents(engine, [bad_type, _doc("ok", [(0, 1, "P27", 0.9)]), bad_index], None)
-    assert report.counts["loaded"] == 1 and report.counts["quarantined"] == 2
+    bad_date = _doc("bad3", [(0, 1, "P27", 0.9)])
+    bad_date.date = "31/12/2024"  # from a Parquet file another tool wrote: COPY would fail the whole shard
+    docs = [bad_type, _doc("ok", [(0, 1, "P27", 0.9)]), bad_index, bad_date]
+    report = loader.load_documents(engine, docs, None)
+    assert report.counts["loaded"] == 1 and report.counts["quarantined"] == 3
     with engine.connect() as conn:
         reasons = dict(conn.execute(sa.text("SELECT source, reason FROM quarantine")).fetchall())
     assert "unknown relation type 'NOT_A_RELATION'" in reasons["bad1"]
     assert "does not exist" in reasons["bad2"]
+    assert "not an ISO date" in reasons["bad3"]
     assert _scalar(engine, "SELECT count(*) FROM documents") == 1
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from re_pipeline.documents import Document, normalize_name
-from re_pipeline.ingest import Quarantined
+from re_pipeline.ingest import Quarantined, is_iso_date
 
 _LOAD_LOCK = 0x5E_10_AD  # serializes shard loads: fact upserts of parallel loads would deadlock
 
@@ -185,6 +185,8 @@ class LoadReport:
 
 def validate(doc: Document, relation_types: set[str]) -> str | None:
     """Why ``doc``'s results cannot be loaded, or None. Checked before any row is written."""
+    if doc.date is not None and not is_iso_date(str(doc.date)):
+        return f"date {doc.date!r} is not an ISO date (YYYY-MM-DD)"
     ents = doc.predicted.entities
     for i, e in enumerate(ents):
         if not e.type or not e.mentions:
