@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import median, update_section  # noqa: E402
+from bench.report import median, publish  # noqa: E402
 
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 BIN = Path(sys.executable).parent
@@ -189,10 +189,7 @@ Where the time goes (median seconds; DAG tasks summed over their mapped instance
 The rest of the DAG's wall time is Airflow itself: the `dags test` process start, DAG parsing, scheduling
 and the per-task runner.
 """
-    if args.no_write:
-        print(body)
-    else:
-        update_section("Orchestration: nightly DAG vs CLI", body)
+    publish("Orchestration: nightly DAG vs CLI", body, args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import median, update_section  # noqa: E402
+from bench.report import median, publish  # noqa: E402
 from re_pipeline.coref import Grouper, gold_pairs  # noqa: E402
 from re_pipeline.coref_metrics import coref_scores  # noqa: E402
 from re_pipeline.documents import Annotations, Document  # noqa: E402
@@ -163,10 +163,7 @@ Speed (median of {args.runs} runs): **{len(dev) / median(walls):.2f} documents/s
 encoder floor {median(floors):.1f} s, job / floor **{median(ratios):.2f}x** (runs: {runs}).
 Peak resident memory: {", ".join(f"{n:,} documents {mib:,.0f} MiB" for n, mib in memory.items())}.
 """
-    if args.no_write:
-        print(body)
-    else:
-        update_section("Extraction job end to end (SpERT + coreference + two-step)", body)
+    publish("Extraction job end to end (SpERT + coreference + two-step)", body, args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import median, update_section  # noqa: E402
+from bench.report import median, publish  # noqa: E402
 
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
@@ -116,10 +116,7 @@ Peak RSS is the ingest process's own maximum resident memory (the largest of its
 is bounded by the batch (256) and row-group (256) sizes, not the corpus; the only
 state that grows is the id -> content-hash map used to catch conflicting duplicate ids (about 150 bytes a document).
 """
-    if args.no_write:
-        print(body)
-    else:
-        update_section("Ingest: raw text to Parquet shards", body)
+    publish("Ingest: raw text to Parquet shards", body, args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import median, update_section
+from bench.report import median, publish
 from re_pipeline.config import DATA_DIR
 from re_pipeline.db import embedded_url, sqlalchemy_url
 from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation, normalize_name
@@ -279,10 +279,7 @@ The same per table (median seconds), and bare (no indexes, no CHECKs) to show wh
 So writing these rows alone, with nothing else to do, runs at {rows / floor_all:,.0f} evidence rows/s on this machine.
 Target: >= 50,000 rows/s.
 """
-    if args.no_write:
-        print(body)
-    else:
-        update_section("Load: bulk loader vs row-by-row INSERTs", body)
+    publish("Load: bulk loader vs row-by-row INSERTs", body, args.no_write)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,11 @@ def update_section(title: str, body: str) -> None:
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     BENCHMARKS.write_text(text.rstrip() + "\n")
     print(section)
+
+
+def publish(title: str, body: str, print_only: bool = False) -> None:
+    """Print the section (``--no-write``) or write it into BENCHMARKS.md."""
+    if print_only:
+        print(body)
+    else:
+        update_section(title, body)
