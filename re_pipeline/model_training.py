@@ -38,7 +38,9 @@ PROFILES = {
     "quick": Profile(
         SAMPLE_CORPUS, slice(0, 22), slice(22, 30), spert_epochs=4, docred_epochs=3, coref_epochs=20, spert_lr=3e-4
     ),
-    "full": Profile(SHARED_REDOCRED, slice(0, 400), slice(400, 500), spert_epochs=20, docred_epochs=7, coref_epochs=30),
+    "full": Profile(
+        SHARED_REDOCRED, slice(0, 400), slice(400, 500), spert_epochs=20, docred_epochs=10, coref_epochs=30
+    ),
 }
 ROLES = ("spert", "coref", "docred")
 

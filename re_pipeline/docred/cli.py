@@ -43,11 +43,13 @@ def register(subparsers: Any) -> None:
         default="twostep",
         help="twostep: two models (paper); onestep: the BiLinear baseline; shared: both steps on one encoder",
     )
-    train.add_argument("--epochs", type=int, default=7)
+    train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (paper: 1e-5 for BERT-base)")
     train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the projection and BiLinear")
     train.add_argument("--batch-size", type=int, default=4)
-    train.add_argument("--pooling", choices=["mean", "logsumexp"], default="mean", help="entity over mentions")
+    train.add_argument(
+        "--pooling", choices=["mean", "logsumexp"], default="logsumexp", help="entity over mentions (paper: mean)"
+    )
     train.add_argument("--na-ratio", type=float, default=3.0, help="step 1's sampled N/A pairs per related pair")
     train.add_argument("--seed", type=int, default=42)
     _common(train)
