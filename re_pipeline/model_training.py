@@ -32,11 +32,19 @@ class Profile:
     docred_epochs: int
     coref_epochs: int
     spert_lr: float = 5e-5  # the paper's; the quick profile trades it for convergence in a few steps
+    docred_pooling: str = "logsumexp"  # best on Re-DocRED; on the 22 sample documents mean learns faster
 
 
 PROFILES = {
     "quick": Profile(
-        SAMPLE_CORPUS, slice(0, 22), slice(22, 30), spert_epochs=4, docred_epochs=3, coref_epochs=20, spert_lr=3e-4
+        SAMPLE_CORPUS,
+        slice(0, 22),
+        slice(22, 30),
+        spert_epochs=4,
+        docred_epochs=8,
+        coref_epochs=20,
+        spert_lr=3e-4,
+        docred_pooling="mean",
     ),
     "full": Profile(
         SHARED_REDOCRED, slice(0, 400), slice(400, 500), spert_epochs=20, docred_epochs=10, coref_epochs=30
@@ -109,5 +117,6 @@ def _train_docred(spec: Profile, train: list, dev: list, out: Path, encoder: str
     from re_pipeline.docred.train import TrainConfig
     from re_pipeline.docred.train import train as train_docred
 
-    metrics = train_docred(TrainConfig(epochs=spec.docred_epochs, device=device), encoder, train, dev, out)
+    config = TrainConfig(epochs=spec.docred_epochs, pooling=spec.docred_pooling, device=device)
+    metrics = train_docred(config, encoder, train, dev, out)
     return {"f1": 100 * metrics["best"]["f1"], "ign_f1": 100 * metrics["best"]["ign_f1"]}
