@@ -106,13 +106,10 @@ class Extractor:
                 f"no current SpERT model in {registry.path}; train one: re-pipeline train --profile quick"
             )
         root = registry.root
-        docred = DocREPredictor.load(root / versions["docred"], device) if "docred" in versions else None
-        if docred is not None:
-            docred.max_tokens = max_tokens
         return cls(
             SpertPredictor.load(root / versions["spert"], device, max_tokens=max_tokens),
             Grouper.load(root / versions["coref"] if "coref" in versions else None),
-            docred,
+            DocREPredictor.load(root / versions["docred"], device, max_tokens) if "docred" in versions else None,
             versions,
             **options,
         )

@@ -190,10 +190,11 @@ class DocREPredictor:
             (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "auto") -> DocREPredictor:
+    def load(cls, directory: str | Path, device: str = "auto", max_tokens: int | None = None) -> DocREPredictor:
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())
         dev = resolve_device(device)
         mode, relations, thresholds = config.pop("mode"), config.pop("relations"), config.pop("thresholds")
         models = {task: DocREModel.from_pretrained(directory / task, dev) for task in MODES[mode]}
-        return cls(mode, models, load_tokenizer(str(directory / "tokenizer")), relations, thresholds, config)
+        tokenizer = load_tokenizer(str(directory / "tokenizer"))
+        return cls(mode, models, tokenizer, relations, thresholds, config, max_tokens)

@@ -72,13 +72,13 @@ _DOCUMENTS_SQL = """
         ingested_at = now(), last_run_id = EXCLUDED.last_run_id"""
 
 # KG nodes of the shard (one row per node, in key order so concurrent writers lock in the same order).
-_NODES_SQL = [
-    """INSERT INTO entities (type, norm_key, canonical_name)
-       SELECT type, norm_key, name FROM stage_nodes ORDER BY type, norm_key
-       ON CONFLICT (type, norm_key) DO NOTHING""",
-    """SELECT n.node, (SELECT e.entity_id FROM entities e WHERE e.type = n.type AND e.norm_key = n.norm_key)
-       FROM stage_nodes n""",
-]
+_INSERT_NODES_SQL = """
+    INSERT INTO entities (type, norm_key, canonical_name)
+    SELECT type, norm_key, name FROM stage_nodes ORDER BY type, norm_key
+    ON CONFLICT (type, norm_key) DO NOTHING"""
+_NODE_IDS_SQL = """
+    SELECT n.node, (SELECT e.entity_id FROM entities e WHERE e.type = n.type AND e.norm_key = n.norm_key)
+    FROM stage_nodes n"""
 
 # Facts: per document the best confidence over its source models; new facts get their aggregates
 # in the INSERT, facts that existed gain evidence incrementally, and facts that lost evidence
@@ -241,11 +241,6 @@ def stage(doc: Document) -> _Staged:
     return _Staged(doc.doc_id, document, entities, list(mentions.values()), relations)
 
 
-def results_hash(doc: Document) -> str:
-    """Fingerprint of what loading ``doc`` writes: its text, metadata and predictions."""
-    return stage(doc).document[6]
-
-
 def _copy_value(v: Any) -> str:
     if v is None:
         return "\\N"
@@ -359,8 +354,8 @@ def _write(conn: Connection, staged: list[_Staged], params: dict[str, Any]) -> l
             if node is None or name < node[1]:  # the smallest surface name: stable whatever the order
                 nodes[key] = (node[0] if node else len(nodes), name)
     _temp_table(conn, "stage_nodes", _NODE_COLUMNS, [(n, *key, name) for key, (n, name) in nodes.items()])
-    conn.execute(sa.text(_NODES_SQL[0]))
-    node_ids = dict(conn.execute(sa.text(_NODES_SQL[1])).tuples().all())
+    conn.execute(sa.text(_INSERT_NODES_SQL))
+    node_ids = dict(conn.execute(sa.text(_NODE_IDS_SQL)).tuples().all())
     entity_ids = {(s.doc_id, i): node_ids[nodes[key][0]] for s in staged for i, key, _, _ in s.entities}
     _copy(
         conn,
