@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--modes", default="twostep,onestep", help="comma-separated: twostep, onestep, shared")
     ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--pooling", default="mean", choices=["mean", "logsumexp"])
+    ap.add_argument("--step2-output", default="softmax", choices=["softmax", "sigmoid"])
+    ap.add_argument("--type-dim", type=int, default=20, help="entity type embedding size (0: none, as the paper)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and the speed figures")
     ap.add_argument("--train-threads", type=int, help="CPU threads for training (default: --threads)")
     ap.add_argument("--models-dir", default=str(PROJECT_DIR / "models"), help="where docred-<mode> models live")
@@ -98,7 +100,14 @@ def main() -> None:
         out = Path(args.models_dir) / f"docred-{mode}"
         if not args.load:
             torch.set_num_threads(args.train_threads or args.threads)
-            config = TrainConfig(mode=mode, epochs=args.epochs, pooling=args.pooling, device="cpu")
+            config = TrainConfig(
+                mode=mode,
+                epochs=args.epochs,
+                pooling=args.pooling,
+                step2_output=args.step2_output,
+                type_dim=args.type_dim,
+                device="cpu",
+            )
             train(config, encoder, train_docs, dev_docs, out)
             torch.set_num_threads(args.threads)
         predictor = DocREPredictor.load(out, "cpu")
@@ -141,7 +150,9 @@ def main() -> None:
     )
     body = f"""Encoder: `{Path(encoder).name}` ({encoder}); trained on `{args.data}` [{args.train_slice}]
 ({n_train} documents), evaluated on [{args.dev_slice}] ({n_dev} documents), {args.epochs} epochs, pooling
-{args.pooling}, {args.train_threads or args.threads} CPU thread(s) for training, {args.threads} for the rest.
+{args.pooling}, step 2 {args.step2_output}, entity type embeddings {args.type_dim or "none"},
+{args.train_threads or args.threads} CPU thread(s) for training,
+{args.threads} for the rest.
 Thresholds are tuned on the same dev documents (as the paper and DocRED's
 baseline do); "F1 @0.5" uses fixed thresholds of 0.5 instead, the fairer comparison with ATLOP, whose
 adaptive threshold needs no tuning. Ign F1 as DocRED's evaluation script (training facts by mention names).

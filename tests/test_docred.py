@@ -77,12 +77,17 @@ RECORDS = [
 ]
 
 
-def tiny_predictor(tokenizer, mode: str = "twostep", pooling: str = "mean") -> DocREPredictor:
+def tiny_predictor(
+    tokenizer, mode: str = "twostep", pooling: str = "mean", types: list[str] | None = None
+) -> DocREPredictor:
+    """Random tiny models; ``types`` also gives them entity type embeddings and step 2 a softmax."""
     tasks = ("step1", "step2") if mode == "twostep" else (mode,)
-    models = {
-        t: DocREModel(DocREConfig(num_labels(t, len(RELATIONS)), t, pooling), tiny_encoder(tokenizer)).eval()
-        for t in tasks
-    }
+
+    def config(task: str) -> DocREConfig:
+        output = "softmax" if types and task == "step2" else "sigmoid"
+        return DocREConfig(num_labels(task, len(RELATIONS)), task, pooling, output, types or [])
+
+    models = {t: DocREModel(config(t), tiny_encoder(tokenizer)).eval() for t in tasks}
     thresholds = {"onestep": 0.5} if mode == "onestep" else {"step1": 0.5, "step2": 0.5}
     return DocREPredictor(mode, models, tokenizer, RELATIONS, thresholds)
 
@@ -197,6 +202,35 @@ def test_pair_scores_match_a_per_pair_bilinear(tokenizer):
             torch.testing.assert_close(logits[b, p], bil(x[b, h][None], x[b, t][None])[0])
 
 
+def test_softmax_step2_learns_against_all_gold_types(tokenizer):
+    model = DocREModel(DocREConfig(3, "step2", output="softmax"), tiny_encoder(tokenizer))
+    logits = torch.tensor([[[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])  # pair 2 is padding
+    mask = torch.tensor([[True, False]])
+    log_p = logits[0, 0].log_softmax(-1)
+    expected = -(log_p[0] + log_p[2]) / 2
+    torch.testing.assert_close(model.loss(logits, labels, mask), expected)
+    torch.testing.assert_close(model.probabilities(logits).sum(-1), torch.ones(1, 2))
+    with pytest.raises(ValueError, match="softmax"):
+        DocREModel(DocREConfig(1, "step1", output="softmax"), tiny_encoder(tokenizer))
+
+
+def test_entity_type_embeddings_reach_the_scores(tokenizer):
+    model = DocREModel(DocREConfig(3, "step2", entity_types=["LOC", "PER"]), tiny_encoder(tokenizer)).eval()
+    feats = build_features(tokenizer, [docred_document(r) for r in RECORDS[1:2]], RELATIONS)
+    assert feats[0].entity_types == ["PER", "TIME", "LOC", "LOC"]
+    pairs = [feats[0].all_pairs()]
+    batch = collate(feats, pairs, type_ids=model.type_ids)
+    assert batch.entity_types.tolist() == [[2, 0, 1, 1]]  # TIME is not in the vocabulary: 0
+    with torch.no_grad():
+        scores = model(batch)
+        feats[0].entity_types[0] = "LOC"  # the same text, another type: other scores
+        changed = model(collate(feats, pairs, type_ids=model.type_ids))
+    assert not torch.allclose(scores, changed)
+    with pytest.raises(ValueError, match="type_ids"):
+        model(collate(feats, pairs))
+
+
 # --------------------------------------------------------------------------- sampler
 
 
@@ -272,9 +306,11 @@ def test_decode_twostep_gives_a_set_of_types():
 # --------------------------------------------------------------------------- prediction
 
 
-@pytest.mark.parametrize("mode", ["twostep", "onestep", "shared"])
-def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode):
-    predictor = tiny_predictor(tokenizer, mode, "logsumexp")
+@pytest.mark.parametrize(
+    "mode, types", [("twostep", None), ("twostep", ["LOC", "PER"]), ("onestep", None), ("shared", None)]
+)
+def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode, types):
+    predictor = tiny_predictor(tokenizer, mode, "logsumexp", types)
     docs = [docred_document(r) for r in RECORDS]
     for d in docs:
         d.predicted = Annotations(d.gold.entities, [])

@@ -51,6 +51,15 @@ def register(subparsers: Any) -> None:
         "--pooling", choices=["mean", "logsumexp"], default="logsumexp", help="entity over mentions (paper: mean)"
     )
     train.add_argument("--na-ratio", type=float, default=3.0, help="step 1's sampled N/A pairs per related pair")
+    train.add_argument(
+        "--step2-output",
+        choices=["softmax", "sigmoid"],
+        default="softmax",
+        help="step 2's type scores: one softmax (top type + any above a tuned threshold) or 96 sigmoids",
+    )
+    train.add_argument(
+        "--type-dim", type=int, default=20, help="entity type embedding size; 0 leaves types out (the paper's model)"
+    )
     train.add_argument("--seed", type=int, default=42)
     _common(train)
     train.set_defaults(func=cmd_train)
@@ -120,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         head_lr=args.head_lr,
         na_ratio=args.na_ratio,
         pooling=args.pooling,
+        step2_output=args.step2_output,
+        type_dim=args.type_dim,
         seed=args.seed,
         device=args.device,
     )

@@ -64,6 +64,7 @@ class DocFeatures:
     mention_spans: list[tuple[int, int]]  # subword [start, end) of every mention
     entity_mentions: list[list[int]]  # mention indexes of every entity
     labels: dict[Pair, set[int]] = field(default_factory=dict)  # gold relation indexes per related pair
+    entity_types: list[str] = field(default_factory=list)  # type label of every entity (PER, LOC, ...)
 
     @property
     def num_entities(self) -> int:
@@ -111,7 +112,8 @@ def build_features(
             for rel in doc.gold.relations:
                 if rel.type in rel_index and rel.head != rel.tail:
                     labels.setdefault((rel.head, rel.tail), set()).add(rel_index[rel.type])
-        features.append(DocFeatures(doc.title, batch.input_ids[0, :n_tokens].tolist(), spans, groups, labels))
+        types = [ent.type for ent in ann.entities]
+        features.append(DocFeatures(doc.title, batch.input_ids[0, :n_tokens].tolist(), spans, groups, labels, types))
     return features
 
 
@@ -127,6 +129,7 @@ class Batch:
     pairs: torch.Tensor  # (B, P, 2) head and tail entity indexes
     pair_mask: torch.Tensor  # (B, P) bool
     labels: torch.Tensor | None = None  # (B, P, C) float multi-hot
+    entity_types: torch.Tensor | None = None  # (B, E) type ids, 0 = unknown or padding
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{k: (v.to(device) if v is not None else None) for k, v in vars(self).items()})
@@ -154,8 +157,10 @@ def collate(
     task: str | None = None,
     num_relations: int = 0,
     pad_id: int = 0,
+    type_ids: dict[str, int] | None = None,
 ) -> Batch:
-    """Pad a few documents and the pairs to score in each; labels only if ``task`` is given."""
+    """Pad a few documents and the pairs to score in each; labels only if ``task`` is given,
+    entity type ids only if ``type_ids`` (type -> id from 1; 0 stands for any other) is."""
     b = len(features)
     t = max(len(f.input_ids) for f in features)
     m = max([1, *(len(f.mention_spans) for f in features)])
@@ -170,6 +175,7 @@ def collate(
     pair_idx = torch.zeros((b, p, 2), dtype=torch.long)
     pair_mask = torch.zeros((b, p), dtype=torch.bool)
     labels = torch.zeros((b, p, num_labels(task, num_relations))) if task else None
+    types = torch.zeros((b, e), dtype=torch.long) if type_ids is not None else None
     for i, (f, ps) in enumerate(zip(features, pairs, strict=True)):
         input_ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids)
         attention[i, : len(f.input_ids)] = 1
@@ -178,12 +184,14 @@ def collate(
         for j, group in enumerate(f.entity_mentions):
             ent_mentions[i, j, : len(group)] = torch.tensor(group, dtype=torch.long)
             ent_mask[i, j, : len(group)] = True
+        if types is not None and f.entity_types:
+            types[i, : len(f.entity_types)] = torch.tensor([type_ids.get(t, 0) for t in f.entity_types])
         if ps:
             pair_idx[i, : len(ps)] = torch.tensor(ps)
             pair_mask[i, : len(ps)] = True
             if labels is not None:
                 labels[i, : len(ps)] = pair_labels(f, ps, task, num_relations)
-    return Batch(input_ids, attention, spans, ent_mentions, ent_mask, pair_idx, pair_mask, labels)
+    return Batch(input_ids, attention, spans, ent_mentions, ent_mask, pair_idx, pair_mask, labels, types)
 
 
 def batches(

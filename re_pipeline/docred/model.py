@@ -3,14 +3,19 @@
 One class serves every use by configuration: step 1 (1 output: "some relation
 holds"), step 2 (96 relation types), the one-step baseline (N/A + 96 types), and
 the shared-encoder variant (column 0 is step 1, columns 1.. are step 2, so both
-steps cost one encoder pass). Every output is an independent sigmoid, because a
-pair can hold several relations.
+steps cost one encoder pass). Outputs are independent sigmoids by default, because a
+pair can hold several relations; step 2 may instead read its outputs as one softmax
+over the types ("which relation"), trained against the pair's gold types as a soft
+target, and the predictor keeps the top type plus any other above a tuned threshold.
 
 Pipeline (Wang et al. 2019, "Fine-tune Bert for DocRED with Two-step Process"):
 the whole document goes through the encoder (long ones in overlapping windows, see
 ``re_pipeline.encoder.encode``); a mention is the mean of its subword embeddings;
 an entity pools its mentions (mean as in the paper, or log-sum-exp as in ATLOP);
 a linear layer projects entities to 128 dims; a BiLinear layer scores (head, tail).
+As an option (on for new models), a learned embedding of the entity's type (PER,
+LOC, ...) joins its pooled embedding before the projection, as DocRED's baselines
+give the model entity types: the types of head and tail narrow the relation down.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class DocREConfig:
     num_labels: int  # 1 (step 1), 96 (step 2), 97 (one-step, shared)
     task: str = "step1"  # "step1", "step2", "onestep" or "shared": how the labels are read
     pooling: str = "mean"  # entity over mentions: "mean" (paper) or "logsumexp" (ATLOP)
+    output: str = "sigmoid"  # "sigmoid" (independent outputs) or "softmax" (step 2 only: one distribution)
+    entity_types: list[str] = field(default_factory=list)  # type vocabulary; empty: no type embedding
+    type_dim: int = 20
     proj_dim: int = 128
     dropout: float = 0.1
     encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's PretrainedConfig, filled on save
@@ -43,11 +51,18 @@ class DocREModel(nn.Module):
         super().__init__()
         if config.pooling not in ("mean", "logsumexp"):
             raise ValueError(f"unknown pooling {config.pooling!r}")
+        if config.output not in ("sigmoid", "softmax") or (config.output == "softmax" and config.task != "step2"):
+            raise ValueError(f"output {config.output!r} is not available for task {config.task!r}")
         self.config = config
         self.encoder = encoder
         d = config.proj_dim
         self.dropout = nn.Dropout(config.dropout)
-        self.proj = nn.Linear(encoder.config.hidden_size, d)
+        self.type_ids = {t: i + 1 for i, t in enumerate(config.entity_types)} if config.entity_types else None
+        self.type_embedding = (
+            nn.Embedding(len(config.entity_types) + 1, config.type_dim, padding_idx=0) if config.entity_types else None
+        )
+        type_dim = config.type_dim if config.entity_types else 0
+        self.proj = nn.Linear(encoder.config.hidden_size + type_dim, d)
         # The BiLinear weight of nn.Bilinear, kept as a tensor so that all pairs of a
         # batch are scored with two einsums (see pair_logits).
         bound = 1 / math.sqrt(d)
@@ -98,14 +113,31 @@ class DocREModel(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         hidden = encode(self.encoder, batch.input_ids, batch.attention_mask)
         mentions = self.mention_embeddings(hidden, batch.mention_spans)
-        entities = self.entity_embeddings(mentions, batch.entity_mentions, batch.entity_mention_mask)
-        return self.pair_logits(entities.float(), batch.pairs)
+        entities = self.entity_embeddings(mentions, batch.entity_mentions, batch.entity_mention_mask).float()
+        if self.type_embedding is not None:
+            if batch.entity_types is None:
+                raise ValueError("this model embeds entity types: collate the batch with type_ids=model.type_ids")
+            entities = torch.cat([entities, self.type_embedding(batch.entity_types)], dim=-1)
+        return self.pair_logits(entities, batch.pairs)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.config.output == "softmax":
+            return logits.float().softmax(-1)
+        return logits.float().sigmoid()
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy per output, averaged over the real (unpadded) pairs.
 
-        The shared variant adds the two steps' losses, each over its own pairs: column
-        0 over every sampled pair, the type columns over the related pairs only."""
+        Softmax outputs take cross-entropy against the gold types spread evenly (a pair
+        with two relations puts half its target on each): one contrastive signal per
+        pair instead of 96 mostly negative ones, which is what step 2's top-type
+        accuracy needs. The shared variant adds the two steps' losses, each over its
+        own pairs: column 0 over every sampled pair, the type columns over the related
+        pairs only."""
+        if self.config.output == "softmax":
+            target = labels / labels.sum(-1, keepdim=True).clamp(min=1)
+            ce = -(target * logits.float().log_softmax(-1)).sum(-1)
+            return _masked_mean(ce, pair_mask & labels.any(-1))
         bce = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         if self.config.task != "shared":
             return _masked_mean(bce.mean(-1), pair_mask)

@@ -53,7 +53,7 @@ def pair_probs(
     pad_id: int = 0,
     max_tokens: int | None = None,
 ) -> list[torch.Tensor]:
-    """Sigmoid probabilities (P_i, C) of each document's pairs (default: all ordered
+    """Probabilities (P_i, C) of each document's pairs (default: all ordered
     pairs), in input order. Documents go in length-sorted batches to keep padding small,
     of at most ``max_tokens`` padded subwords when given."""
     model.eval()
@@ -61,9 +61,11 @@ def pair_probs(
     pairs = pairs if pairs is not None else [f.all_pairs() for f in features]
     out: list[torch.Tensor] = [torch.zeros((0, model.config.num_labels))] * len(features)
     for idx in length_batches([len(f.input_ids) for f in features], batch_size, max_tokens):
-        batch: Batch = collate([features[i] for i in idx], [pairs[i] for i in idx], pad_id=pad_id).to(device)
+        batch: Batch = collate(
+            [features[i] for i in idx], [pairs[i] for i in idx], pad_id=pad_id, type_ids=model.type_ids
+        ).to(device)
         with autocast(device):
-            probs = model(batch).float().sigmoid().cpu()
+            probs = model.probabilities(model(batch)).cpu()
         for row, i in enumerate(idx):
             out[i] = probs[row, : len(pairs[i])]
     return out

@@ -53,6 +53,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     na_ratio: float = 3.0  # step 1's N/A : related
     pooling: str = "logsumexp"  # or "mean" (the paper's)
+    step2_output: str = "softmax"  # or "sigmoid": how step 2 reads its type scores (see DocREConfig.output)
+    type_dim: int = 20  # entity type embedding size; 0: no types (the paper's model)
     seed: int = 42
     device: str = "auto"
 
@@ -93,7 +95,7 @@ def train_epoch(
     for idx in bar:
         feats = [features[i] for i in idx]
         pairs = [training_pairs(task, f, rng, config) for f in feats]
-        batch = collate(feats, pairs, task, num_relations, pad_id).to(device)
+        batch = collate(feats, pairs, task, num_relations, pad_id, model.type_ids).to(device)
         loss = model.loss(model(batch), batch.labels, batch.pair_mask)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -124,9 +126,13 @@ def train(
     dev_feats = build_features(tokenizer, dev_docs, relations)
     in_train = train_facts(train_docs)
     tasks = MODES[config.mode]
+    entity_types = sorted({t for f in train_feats for t in f.entity_types}) if config.type_dim else []
     models, optimizers, task_feats = {}, {}, {}
     for task in tasks:
-        model_config = DocREConfig(num_labels(task, len(relations)), task, config.pooling)
+        output = config.step2_output if task == "step2" else "sigmoid"
+        model_config = DocREConfig(
+            num_labels(task, len(relations)), task, config.pooling, output, entity_types, config.type_dim
+        )
         models[task] = DocREModel.from_encoder(model_config, encoder).to(device)
         # Step 2 learns only from related pairs: documents without any teach it nothing.
         task_feats[task] = [f for f in train_feats if f.labels] if task == "step2" else train_feats
