@@ -48,6 +48,24 @@ def run_training(
     return fit(model, batches, loss_fn, args, dev_scores, metric, save, desc, report)
 
 
+def new_hf_model(
+    encoder: str, auto_class: str, labels: list[str], special_tokens: list[str] | None = None
+) -> tuple[Any, Any]:
+    """A fresh baseline model (``transformers.<auto_class>`` with a new head over ``labels``) on a
+    pretrained encoder, and its tokenizer; ``special_tokens`` are added to both (embeddings resized)."""
+    import transformers
+
+    tokenizer = load_tokenizer(encoder)
+    label_ids = {t: i for i, t in enumerate(labels)}
+    model = getattr(transformers, auto_class).from_pretrained(
+        encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids, local_files_only=True
+    )
+    if special_tokens:
+        tokenizer.add_special_tokens({"additional_special_tokens": special_tokens})
+        model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer
+
+
 def load_hf_model(path: str | Path, auto_class: str) -> tuple[Any, Any]:
     """A baseline's model (``transformers.<auto_class>``) and tokenizer from its directory, offline."""
     import transformers

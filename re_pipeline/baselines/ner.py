@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from re_pipeline.baselines.common import BaselineArgs, load_hf_model, run_training
-from re_pipeline.encoder import WordBatch, length_batches, load_tokenizer, subword_lengths, tokenize_words
+from re_pipeline.baselines.common import BaselineArgs, load_hf_model, new_hf_model, run_training
+from re_pipeline.encoder import WordBatch, length_batches, subword_lengths, tokenize_words
 from re_pipeline.metrics import Scores, count_by_type, summarize
 from re_pipeline.spert.data import Example, Types
 from re_pipeline.training import seed_everything
@@ -101,15 +101,10 @@ def train_ner(
     out_dir: str | Path | None,
     args: BaselineArgs,
 ) -> tuple[NerTagger, list[Any]]:
-    from transformers import AutoModelForTokenClassification
-
     seed_everything(args.seed)
     labels = bio_labels(types)
     label_ids = {t: i for i, t in enumerate(labels)}
-    tokenizer = load_tokenizer(encoder)
-    model = AutoModelForTokenClassification.from_pretrained(
-        encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids, local_files_only=True
-    )
+    model, tokenizer = new_hf_model(encoder, "AutoModelForTokenClassification", labels)
     tagger = NerTagger(model, tokenizer, "cpu", args.eval_batch_size)
     rng = random.Random(args.seed)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from re_pipeline.baselines.common import BaselineArgs, load_hf_model, run_training
-from re_pipeline.encoder import length_batches, load_tokenizer, subword_lengths, tokenize_words
+from re_pipeline.baselines.common import BaselineArgs, load_hf_model, new_hf_model, run_training
+from re_pipeline.encoder import length_batches, subword_lengths, tokenize_words
 from re_pipeline.spert.data import Example, PredictedEntity, PredictedRelation, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.training import seed_everything
@@ -111,17 +111,10 @@ def train_relation(
     args: BaselineArgs,
 ) -> tuple[RelationClassifier, list[Any]]:
     """Train on gold entity pairs; the dev score is strict relation F1 given gold entities."""
-    from transformers import AutoModelForSequenceClassification
-
     seed_everything(args.seed)
     labels = [NONE, *types.relations]
     label_ids = {t: i for i, t in enumerate(labels)}
-    tokenizer = load_tokenizer(encoder)
-    tokenizer.add_special_tokens({"additional_special_tokens": MARKERS})
-    model = AutoModelForSequenceClassification.from_pretrained(
-        encoder, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids, local_files_only=True
-    )
-    model.resize_token_embeddings(len(tokenizer))
+    model, tokenizer = new_hf_model(encoder, "AutoModelForSequenceClassification", labels, MARKERS)
     classifier = RelationClassifier(model, tokenizer, "cpu", args.eval_batch_size)
     rng = random.Random(args.seed)
 
