@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")
+    parser.add_argument("--int8", action="store_true", help="also measure the int8 encoder (accuracy and speed)")
     parser.add_argument("--section", help="BENCHMARKS.md section to (re)write (default: one per dataset)")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -111,6 +112,22 @@ def main() -> None:
     spans = span_detection(dev_set, predictions)
     speed, floor = inference_speed(predictor, [ex.tokens for ex in dev_set])
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
+    int8_rows = ""
+    if args.int8:
+        quantized = SpertPredictor.load(model_dir, device="cpu", int8=True)
+        f = result.summary()
+        q = evaluate(dev_set, quantized.predict_tokens([ex.tokens for ex in dev_set]), types).summary()
+        q_speed, q_floor = inference_speed(quantized, [ex.tokens for ex in dev_set])
+        int8_rows = f"""
+With `--int8` (dynamic int8 encoder, per-channel weights), measured in the same run:
+
+| | entity F1 | strict relation F1 | sentences/s | encoder floor, sentences/s |
+|---|---:|---:|---:|---:|
+| fp32 | {f["ent_micro_f1"]:.2f} | {f["rel_nec_micro_f1"]:.2f} | {speed:.1f} | {floor:.1f} |
+| int8 | {q["ent_micro_f1"]:.2f} | {q["rel_nec_micro_f1"]:.2f} | {q_speed:.1f} | {q_floor:.1f} |
+
+int8 / fp32 speed: **{q_speed / speed:.2f}x**.
+"""
 
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])
     body = f"""
@@ -130,7 +147,7 @@ Dev strict relation F1 per epoch: {curve}
 | training time per epoch, median (s) | {median(epoch_times):.1f} |
 | inference, sentences/s (median of 3, model load excluded) | {speed:.1f} |
 | encoder passes alone on the same batches (floor), sentences/s | {floor:.1f} |
-
+{int8_rows}
 <details><summary>Per-type scores</summary>
 
 {format_table("Entities", result.entities)}

@@ -233,6 +233,23 @@ def pool_words(hidden: torch.Tensor, batch: WordBatch, how: str = "max") -> torc
     return out[:, :w] * batch.word_mask[..., None].to(hidden.dtype)
 
 
+def quantize_int8(encoder: torch.nn.Module) -> torch.nn.Module:
+    """The encoder with its Linear layers as dynamic int8 (per-channel weights), for CPU inference.
+
+    On CPUs without bf16 arithmetic (this machine: AVX2 only), fp32 forward passes already
+    run near the cores' peak, so int8 matrix products are the one way to go faster; they
+    cost some accuracy (see BENCHMARKS.md), hence opt-in. Activations are quantized per
+    batch, so predictions can differ slightly with the batching.
+    """
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao's eager quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

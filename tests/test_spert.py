@@ -285,6 +285,12 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
     assert {(e["text"], e["type"]) for e in text["entities"]} == {("Mary", "Peop"), ("Paris", "Loc")}
     assert text["relations"][0]["type"] == "Live_In"
 
+    quantized = SpertPredictor.load(tmp_path / "m", device="cpu", int8=True)
+    linears = [m for m in quantized.model.encoder.modules() if "Linear" in type(m).__name__]
+    assert linears and all(type(m).__module__.startswith("torch.ao.nn.quantized") for m in linears)
+    result = evaluate(EXAMPLES, quantized.predict_tokens(sentences), TYPES)
+    assert result.entities.micro.f1 >= 0.9 and result.relations_nec.micro.f1 >= 0.8  # int8 keeps what was learned
+
 
 def test_training_is_reproducible(tokenizer):
     args = TrainArgs(epochs=2, lr=1e-3, seed=3, device="cpu", neg_entities=5, neg_relations=5)

@@ -60,6 +60,7 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--range", help="START:END documents (DocRED) or sentences (SpERT)")
     ev.add_argument("--json", action="store_true", help="print the full scores as JSON instead of tables")
     _runtime_flags(ev)
+    _int8_flag(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pred = sub.add_parser("predict", help="entities and relations, with scores and character offsets, as JSON lines")
@@ -69,6 +70,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--input", type=Path, help=".txt (one document per line) or SpERT JSON (pre-tokenized)")
     pred.add_argument("--output", type=Path, help="JSON lines file (default: stdout)")
     _runtime_flags(pred)
+    _int8_flag(pred)
     pred.set_defaults(func=cmd_predict)
 
     conv = sub.add_parser("convert", help="derive SpERT training sentences (and types.json) from DocRED-format JSON")
@@ -82,6 +84,14 @@ def _runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 for speed comparisons)")
     parser.add_argument("--eval-batch-size", type=int, default=32, help="sentences per inference batch")
+
+
+def _int8_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="CPU only: dynamic int8 encoder, about 1.5x the sentences/s for about 1 F1 point (BENCHMARKS.md)",
+    )
 
 
 def _setup(args: argparse.Namespace) -> None:
@@ -125,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from re_pipeline.spert.predict import SpertPredictor
 
     _setup(args)
-    predictor = SpertPredictor.load(args.model, args.device, args.eval_batch_size)
+    predictor = SpertPredictor.load(args.model, args.device, args.eval_batch_size, int8=args.int8)
     types = Types.load(args.model / "types.json")
     gold = load_examples(args.data, args.range)
     result = evaluate(gold, predictor.predict_tokens([ex.tokens for ex in gold]), types)
@@ -136,7 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from re_pipeline.spert.predict import SpertPredictor
 
     _setup(args)
-    predictor = SpertPredictor.load(args.model, args.device, args.eval_batch_size)
+    predictor = SpertPredictor.load(args.model, args.device, args.eval_batch_size, int8=args.int8)
     out = args.output.open("w") if args.output else sys.stdout
     try:
         if args.text is not None:

@@ -18,6 +18,7 @@ from re_pipeline.encoder import (
     autocast,
     length_batches,
     load_tokenizer,
+    quantize_int8,
     resolve_device,
     subword_lengths,
     tokenize_words,
@@ -34,20 +35,30 @@ class SpertPredictor:
         device: str = "auto",
         batch_size: int = 32,
         max_tokens: int | None = None,
+        int8: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        if int8:  # CPU only: dynamic int8 matrix products for the encoder (see encoder.quantize_int8)
+            if self.device.type != "cpu":
+                raise ValueError("int8 inference is for CPUs; on a GPU, bf16 autocast is used instead")
+            self.model.encoder = quantize_int8(self.model.encoder)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, device: str = "auto", batch_size: int = 32, max_tokens: int | None = None
+        cls,
+        model_dir: str | Path,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+        int8: bool = False,
     ) -> SpertPredictor:
         """A model directory written by training; loads offline."""
         model, tokenizer = SpertModel.from_pretrained(model_dir), load_tokenizer(str(model_dir))
-        return cls(model, tokenizer, device, batch_size, max_tokens)
+        return cls(model, tokenizer, device, batch_size, max_tokens, int8)
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[SentencePrediction]:
         """Predictions for pre-tokenized sentences, in input order; batched by subword length."""
