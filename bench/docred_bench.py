@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,6 +60,12 @@ def time_inference(predictor, docs, batch_size: int, repeats: int) -> dict[str, 
     return {"seconds": t, "floor": f, "ratio": t / f, "docs_per_s": len(docs) / t}
 
 
+def describe(config: Any) -> str:
+    """A DocRE model's configuration in a few words, for the report."""
+    types = f"{config.type_dim}-dim entity types" if config.entity_types else "no entity types"
+    return f"({config.pooling} pooling, {config.output} outputs, {types})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(PROJECT_DIR.parent / "shared/data/redocred/dev_revised.json"))
@@ -95,7 +102,7 @@ def main() -> None:
         d.predicted = Annotations(d.gold.entities, [])
         d.gold = None
 
-    rows, curves, speed, tuned_on_train, per_rel, per_rel_mode = [], [], [], [], "", ""
+    rows, curves, speed, tuned_on_train, settings, per_rel, per_rel_mode = [], [], [], [], [], "", ""
     for mode in args.modes.split(","):
         out = Path(args.models_dir) / f"docred-{mode}"
         if not args.load:
@@ -111,6 +118,7 @@ def main() -> None:
             train(config, encoder, train_docs, dev_docs, out)
             torch.set_num_threads(args.threads)
         predictor = DocREPredictor.load(out, "cpu")
+        settings.append(f"{mode}: " + "; ".join(f"{task} {describe(m.config)}" for task, m in predictor.models.items()))
         scores, _ = evaluate(predictor, dev_docs, in_train)
         fixed = copy.copy(predictor)
         fixed.thresholds = {k: 0.5 for k in predictor.thresholds}
@@ -158,12 +166,12 @@ def main() -> None:
     )
     body = f"""Encoder: `{Path(encoder).name}` ({encoder}); trained on `{args.data}` [{args.train_slice}]
 ({n_train} documents), evaluated on [{args.dev_slice}] ({n_dev} documents), {args.epochs} epochs, pooling
-{args.pooling}, step 2 {args.step2_output}, entity type embeddings {args.type_dim or "none"},
-{args.train_threads or args.threads} CPU thread(s) for training,
-{args.threads} for the rest.
+{args.pooling}, {args.train_threads or args.threads} CPU thread(s) for training, {args.threads} for the rest.
+Model settings (from the model directories): {"; ".join(settings)}.
 Thresholds are tuned on the same dev documents (as the paper and DocRED's
 baseline do); "F1 @0.5" uses fixed thresholds of 0.5 instead, the fairer comparison with ATLOP, whose
-adaptive threshold needs no tuning. Ign F1 as DocRED's evaluation script (training facts by mention names).
+adaptive threshold needs no tuning (for a softmax step 2, 0.5 keeps the top type only). Ign F1 as DocRED's
+evaluation script (training facts by mention names).
 {trained}
 | model | P | R | F1 | Ign F1 | F1 @0.5 | step-1 P / R / F1 | step-2 acc | thresholds |
 |---|---:|---:|---:|---:|---:|---:|---:|---|
@@ -173,7 +181,7 @@ Dev F1 (tuned thresholds) by epoch:
 {chr(10).join(curves)}
 
 The same models with thresholds tuned on their training documents instead (what training on every annotated
-document, with no held-out slice, does):
+document, with no held-out slice, does; the epoch was still chosen on the dev slice):
 {chr(10).join(tuned_on_train)}
 
 Reference: {ATLOP}.

@@ -236,17 +236,19 @@ def pool_words(hidden: torch.Tensor, batch: WordBatch, how: str = "max") -> torc
 def quantize_int8(encoder: torch.nn.Module) -> torch.nn.Module:
     """The encoder with its Linear layers as dynamic int8 (per-channel weights), for CPU inference.
 
-    On CPUs without bf16 arithmetic (this machine: AVX2 only), fp32 forward passes already
-    run near the cores' peak, so int8 matrix products are the one way to go faster; they
-    cost some accuracy (see BENCHMARKS.md), hence opt-in. Activations are quantized per
-    batch, so predictions can differ slightly with the batching.
+    On CPUs without bf16 arithmetic (AVX2 without AVX-512/AMX), fp32 forward passes can
+    already run near the cores' peak, so int8 matrix products are the way to go faster;
+    they cost some accuracy (see BENCHMARKS.md), hence opt-in. Activations are quantized
+    per batch, so predictions can differ slightly with the batching. Returns a quantized
+    copy; ``encoder`` itself is left as it was.
     """
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():  # torch.ao's eager quantization announces its move to torchao
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
+        warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel", UserWarning)
         return quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 

@@ -204,13 +204,13 @@ def test_pair_scores_match_a_per_pair_bilinear(tokenizer):
 
 def test_softmax_step2_learns_against_all_gold_types(tokenizer):
     model = DocREModel(DocREConfig(3, "step2", output="softmax"), tiny_encoder(tokenizer))
-    logits = torch.tensor([[[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]]])
-    labels = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])  # pair 2 is padding
-    mask = torch.tensor([[True, False]])
+    logits = torch.tensor([[[2.0, 0.5, -1.0], [0.0, 3.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])  # pair 2 has no type: not a target
+    mask = torch.tensor([[True, True, False]])  # pair 3 is padding
     log_p = logits[0, 0].log_softmax(-1)
     expected = -(log_p[0] + log_p[2]) / 2
     torch.testing.assert_close(model.loss(logits, labels, mask), expected)
-    torch.testing.assert_close(model.probabilities(logits).sum(-1), torch.ones(1, 2))
+    torch.testing.assert_close(model.probabilities(logits).sum(-1), torch.ones(1, 3))
     with pytest.raises(ValueError, match="softmax"):
         DocREModel(DocREConfig(1, "step1", output="softmax"), tiny_encoder(tokenizer))
 
@@ -229,6 +229,31 @@ def test_entity_type_embeddings_reach_the_scores(tokenizer):
     assert not torch.allclose(scores, changed)
     with pytest.raises(ValueError, match="type_ids"):
         model(collate(feats, pairs))
+
+
+def test_entity_types_the_model_never_saw_are_reported(tokenizer, caplog):
+    predictor = tiny_predictor(tokenizer, types=["LOC", "PER", "TIME"])
+    docs = [docred_document(r) for r in RECORDS]
+    predictor.features(docs, "gold")
+    assert not caplog.records
+    for d in docs:
+        for e in d.gold.entities:
+            e.type = {"LOC": "Loc", "PER": "Peop"}.get(e.type, e.type)  # CoNLL04's names for the same types
+    predictor.features(docs, "gold")
+    assert "never saw (Loc, Peop" in caplog.text
+
+
+def test_models_saved_before_the_new_options_load_as_they_were(tokenizer, tmp_path):
+    model = DocREModel(DocREConfig(3, "step2", "mean"), tiny_encoder(tokenizer)).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for new in ("output", "entity_types", "type_dim"):
+        del config[new]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = DocREModel.from_pretrained(tmp_path)
+    assert loaded.config.output == "sigmoid" and loaded.type_embedding is None and loaded.type_ids is None
+    ents, pairs = torch.randn(1, 3, 32), torch.tensor([[[0, 1], [2, 0]]])
+    torch.testing.assert_close(loaded.pair_logits(ents, pairs), model.pair_logits(ents, pairs))
 
 
 # --------------------------------------------------------------------------- sampler
@@ -341,15 +366,18 @@ def test_fast_two_step_path_equals_scoring_every_pair(tokenizer):
 # --------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("mode", ["twostep", "shared"])
-def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch, mode):
+@pytest.mark.parametrize("mode, paper", [("twostep", False), ("twostep", True), ("shared", False)])
+def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch, mode, paper):
     """Train a tiny random encoder on three documents, evaluate on the same three: the
-    model directory must come back with high F1 and load for prediction."""
+    model directory must come back with high F1 and load for prediction. ``paper``: the
+    paper's plain model (sigmoid step 2, no entity types) instead of the defaults."""
     import re_pipeline.docred.model as model_module
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
     docs = [docred_document(r) for r in RECORDS]
     config = TrainConfig(mode, epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
+    if paper:
+        config.step2_output, config.type_dim = "sigmoid", 0
     metrics = train(config, default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     assert metrics["best"]["f1"] >= 0.9
     assert metrics["best"]["step2_accuracy"] >= 0.9

@@ -18,7 +18,9 @@ from re_pipeline.docred.metrics import best_threshold, official_scores, prf, ste
 from re_pipeline.docred.predict import DocREPredictor, step_probs
 from re_pipeline.documents import Document
 
-STEP2_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 1.01: the top type only
+# A softmax step 2 spreads one unit of probability over the types, so a second type needs
+# the low end of the grid; 1.01 keeps the top type only.
+STEP2_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
 
 def gold_matrix(feature: DocFeatures, num_relations: int) -> torch.Tensor:

@@ -3,10 +3,11 @@
 One class serves every use by configuration: step 1 (1 output: "some relation
 holds"), step 2 (96 relation types), the one-step baseline (N/A + 96 types), and
 the shared-encoder variant (column 0 is step 1, columns 1.. are step 2, so both
-steps cost one encoder pass). Outputs are independent sigmoids by default, because a
-pair can hold several relations; step 2 may instead read its outputs as one softmax
-over the types ("which relation"), trained against the pair's gold types as a soft
-target, and the predictor keeps the top type plus any other above a tuned threshold.
+steps cost one encoder pass). Outputs are independent sigmoids, because a pair can
+hold several relations, except in a step 2 configured with ``output="softmax"`` (the
+trainer's default): one distribution over the types ("which relation"), trained
+against the pair's gold types as a soft target; the predictor keeps the top type plus
+any other above a tuned threshold.
 
 Pipeline (Wang et al. 2019, "Fine-tune Bert for DocRED with Two-step Process"):
 the whole document goes through the encoder (long ones in overlapping windows, see
@@ -40,7 +41,7 @@ class DocREConfig:
     pooling: str = "mean"  # entity over mentions: "mean" (paper) or "logsumexp" (ATLOP)
     output: str = "sigmoid"  # "sigmoid" (independent outputs) or "softmax" (step 2 only: one distribution)
     entity_types: list[str] = field(default_factory=list)  # type vocabulary; empty: no type embedding
-    type_dim: int = 20
+    type_dim: int = 20  # used only when entity_types is set
     proj_dim: int = 128
     dropout: float = 0.1
     encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's PretrainedConfig, filled on save
@@ -126,7 +127,7 @@ class DocREModel(nn.Module):
         return logits.float().sigmoid()
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, pair_mask: torch.Tensor) -> torch.Tensor:
-        """Binary cross-entropy per output, averaged over the real (unpadded) pairs.
+        """Binary cross-entropy per output (sigmoid), averaged over the real (unpadded) pairs.
 
         Softmax outputs take cross-entropy against the gold types spread evenly (a pair
         with two relations puts half its target on each): one contrastive signal per

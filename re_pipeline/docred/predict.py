@@ -19,6 +19,8 @@ two-step rule to its column 0 (step 1) and columns 1.. (step 2).
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,8 @@ from re_pipeline.docred.data import Batch, DocFeatures, Pair, build_features, co
 from re_pipeline.docred.model import DocREModel
 from re_pipeline.documents import Document, Relation
 from re_pipeline.encoder import autocast, length_batches, load_tokenizer, resolve_device
+
+log = logging.getLogger(__name__)
 
 #: (head, tail, relation index, score)
 Fact = tuple[int, int, int, float]
@@ -114,7 +118,21 @@ class DocREPredictor:
         return self.tokenizer.pad_token_id or 0
 
     def features(self, docs: Sequence[Document], entities: str = "predicted") -> list[DocFeatures]:
-        return build_features(self.tokenizer, docs, self.relations, entities=entities)
+        features = build_features(self.tokenizer, docs, self.relations, entities=entities)
+        known = set().union(*(m.config.entity_types for m in self.models.values()))
+        if known:  # types outside the model's vocabulary reach it as "unknown": say so once per call
+            types = Counter(t for f in features for t in f.entity_types)
+            unknown = sum(n for t, n in types.items() if t not in known)
+            if unknown > 0.5 * sum(types.values()):
+                log.warning(
+                    "%d of %d entities have types the relation model never saw (%s; it knows %s): "
+                    "were the mentions typed with another scheme?",
+                    unknown,
+                    sum(types.values()),
+                    ", ".join(sorted(set(types) - known)[:5]),
+                    ", ".join(sorted(known)),
+                )
+        return features
 
     def probabilities(self, features: Sequence[DocFeatures], batch_size: int = 8) -> dict[str, list[torch.Tensor]]:
         """Every model's probabilities over all ordered pairs (for evaluation and tuning)."""

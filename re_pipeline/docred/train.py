@@ -4,7 +4,8 @@ models, thresholds, metrics and curves are kept in one model directory.
 
 What each model trains on (Wang et al. 2019):
 - step 1: every related pair plus N/A pairs sampled 3:1, redrawn every epoch;
-- step 2: only the related pairs, multi-label over the 96 types;
+- step 2: only the related pairs, over the 96 types (a pair may hold several): one softmax
+  against the gold types spread evenly (default), or 96 sigmoids;
 - one-step: every ordered pair, N/A + 96 types (DocRED's BiLinear baseline);
 - shared (optional variant): step 1's sample, both steps' losses on one model.
 
@@ -131,7 +132,12 @@ def train(
     for task in tasks:
         output = config.step2_output if task == "step2" else "sigmoid"
         model_config = DocREConfig(
-            num_labels(task, len(relations)), task, config.pooling, output, entity_types, config.type_dim
+            num_labels(task, len(relations)),
+            task,
+            pooling=config.pooling,
+            output=output,
+            entity_types=entity_types,
+            type_dim=config.type_dim,
         )
         models[task] = DocREModel.from_encoder(model_config, encoder).to(device)
         # Step 2 learns only from related pairs: documents without any teach it nothing.

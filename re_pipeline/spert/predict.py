@@ -7,6 +7,7 @@ autocast; results come back in input order.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,12 @@ class SpertPredictor:
         int8: bool = False,
     ) -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
         if int8:  # CPU only: dynamic int8 matrix products for the encoder (see encoder.quantize_int8)
             if self.device.type != "cpu":
                 raise ValueError("int8 inference is for CPUs; on a GPU, bf16 autocast is used instead")
-            self.model.encoder = quantize_int8(self.model.encoder)
+            model = copy.deepcopy(model)  # the caller's model keeps its fp32 encoder
+            model.encoder = quantize_int8(model.encoder)
+        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
