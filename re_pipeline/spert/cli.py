@@ -90,7 +90,7 @@ def _int8_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="CPU only: dynamic int8 encoder, about 1.5x the sentences/s for about 1 F1 point (BENCHMARKS.md)",
+        help="CPU only: dynamic int8 encoder, about 1.4x the sentences/s for under 1 F1 point (BENCHMARKS.md)",
     )
 
 
