@@ -63,7 +63,8 @@ def time_inference(predictor, docs, batch_size: int, repeats: int) -> dict[str, 
 def describe(config: Any) -> str:
     """A DocRE model's configuration in a few words, for the report."""
     types = f"{config.type_dim}-dim entity types" if config.entity_types else "no entity types"
-    return f"({config.pooling} pooling, {config.output} outputs, {types})"
+    context = ", pair-localized context" if config.context == "attention" else ""
+    return f"({config.pooling} pooling, {config.output} outputs, {types}{context})"
 
 
 def main() -> None:
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--pooling", default="mean", choices=["mean", "logsumexp"])
     ap.add_argument("--step2-output", default="softmax", choices=["softmax", "sigmoid"])
     ap.add_argument("--type-dim", type=int, default=20, help="entity type embedding size (0: none, as the paper)")
+    ap.add_argument("--context", default="none", choices=["none", "attention"], help="pair-localized context")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and the speed figures")
     ap.add_argument("--train-threads", type=int, help="CPU threads for training (default: --threads)")
     ap.add_argument("--models-dir", default=str(PROJECT_DIR / "models"), help="where docred-<mode> models live")
@@ -113,6 +115,7 @@ def main() -> None:
                 pooling=args.pooling,
                 step2_output=args.step2_output,
                 type_dim=args.type_dim,
+                context=args.context,
                 device="cpu",
             )
             train(config, encoder, train_docs, dev_docs, out)

@@ -78,14 +78,14 @@ RECORDS = [
 
 
 def tiny_predictor(
-    tokenizer, mode: str = "twostep", pooling: str = "mean", types: list[str] | None = None
+    tokenizer, mode: str = "twostep", pooling: str = "mean", types: list[str] | None = None, context: str = "none"
 ) -> DocREPredictor:
     """Random tiny models; ``types`` also gives them entity type embeddings and step 2 a softmax."""
     tasks = ("step1", "step2") if mode == "twostep" else (mode,)
 
     def config(task: str) -> DocREConfig:
         output = "softmax" if types and task == "step2" else "sigmoid"
-        return DocREConfig(num_labels(task, len(RELATIONS)), task, pooling, output, types or [])
+        return DocREConfig(num_labels(task, len(RELATIONS)), task, pooling, output, types or [], context=context)
 
     models = {t: DocREModel(config(t), tiny_encoder(tokenizer)).eval() for t in tasks}
     thresholds = {"onestep": 0.5} if mode == "onestep" else {"step1": 0.5, "step2": 0.5}
@@ -231,6 +231,35 @@ def test_entity_type_embeddings_reach_the_scores(tokenizer):
         model(collate(feats, pairs))
 
 
+def test_pair_context_weighs_only_real_tokens_and_reaches_the_scores(tokenizer):
+    """The context is an attention-weighted average of the document's tokens: padding
+    never contributes, a document of identical tokens gives that token back, and the
+    context moves the pair's scores."""
+    torch.manual_seed(0)
+    model = DocREModel(DocREConfig(3, "step2", context="attention"), tiny_encoder(tokenizer)).eval()
+    hidden, entities = torch.randn(2, 6, 32), torch.randn(2, 3, 32)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    pairs = torch.tensor([[[0, 1], [1, 0], [2, 1]], [[0, 2], [1, 2], [0, 0]]])
+    context = model.pair_context(hidden, mask, entities, pairs)
+    assert context.shape == (2, 3, 32)
+    noisy = hidden.clone()
+    noisy[0, 4:] = 1e3  # padding of document 0
+    torch.testing.assert_close(model.pair_context(noisy, mask, entities, pairs)[0], context[0])
+    torch.testing.assert_close(context[0, 0], context[0, 1])  # both entities must attend: symmetric
+    same = torch.randn(32).expand(2, 6, 32)
+    torch.testing.assert_close(model.pair_context(same, mask, entities, pairs), same[:, :3])
+    feats = build_features(tokenizer, [docred_document(RECORDS[0])], RELATIONS)
+    batch = collate(feats, [feats[0].all_pairs()])
+    with torch.no_grad():
+        with_context = model(batch)
+        model.context_out.weight.zero_()
+        model.context_out.bias.zero_()
+        without = model(batch)
+    assert not torch.allclose(with_context, without)
+    with pytest.raises(ValueError, match="context"):
+        DocREModel(DocREConfig(3, "step2", context="everything"), tiny_encoder(tokenizer))
+
+
 def test_entity_types_the_model_never_saw_are_reported(tokenizer, caplog):
     predictor = tiny_predictor(tokenizer, types=["LOC", "PER", "TIME"])
     docs = [docred_document(r) for r in RECORDS]
@@ -247,11 +276,12 @@ def test_models_saved_before_the_new_options_load_as_they_were(tokenizer, tmp_pa
     model = DocREModel(DocREConfig(3, "step2", "mean"), tiny_encoder(tokenizer)).eval()
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    for new in ("output", "entity_types", "type_dim"):
+    for new in ("output", "entity_types", "type_dim", "context", "context_heads", "context_dim"):
         del config[new]
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = DocREModel.from_pretrained(tmp_path)
     assert loaded.config.output == "sigmoid" and loaded.type_embedding is None and loaded.type_ids is None
+    assert loaded.config.context == "none" and not hasattr(loaded, "context_out")
     ents, pairs = torch.randn(1, 3, 32), torch.tensor([[[0, 1], [2, 0]]])
     torch.testing.assert_close(loaded.pair_logits(ents, pairs), model.pair_logits(ents, pairs))
 
@@ -332,10 +362,17 @@ def test_decode_twostep_gives_a_set_of_types():
 
 
 @pytest.mark.parametrize(
-    "mode, types", [("twostep", None), ("twostep", ["LOC", "PER"]), ("onestep", None), ("shared", None)]
+    "mode, types, context",
+    [
+        ("twostep", None, "none"),
+        ("twostep", ["LOC", "PER"], "none"),
+        ("twostep", ["LOC", "PER"], "attention"),
+        ("onestep", None, "none"),
+        ("shared", None, "attention"),
+    ],
 )
-def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode, types):
-    predictor = tiny_predictor(tokenizer, mode, "logsumexp", types)
+def test_save_load_gives_identical_predictions(tokenizer, tmp_path, mode, types, context):
+    predictor = tiny_predictor(tokenizer, mode, "logsumexp", types, context)
     docs = [docred_document(r) for r in RECORDS]
     for d in docs:
         d.predicted = Annotations(d.gold.entities, [])
@@ -366,18 +403,23 @@ def test_fast_two_step_path_equals_scoring_every_pair(tokenizer):
 # --------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("mode, paper", [("twostep", False), ("twostep", True), ("shared", False)])
-def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch, mode, paper):
+@pytest.mark.parametrize(
+    "mode, variant", [("twostep", "defaults"), ("twostep", "paper"), ("twostep", "context"), ("shared", "defaults")]
+)
+def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch, mode, variant):
     """Train a tiny random encoder on three documents, evaluate on the same three: the
-    model directory must come back with high F1 and load for prediction. ``paper``: the
-    paper's plain model (sigmoid step 2, no entity types) instead of the defaults."""
+    model directory must come back with high F1 and load for prediction. Variants: the
+    trainer's defaults, the paper's plain model (sigmoid step 2, no entity types), and the
+    defaults with the pair-localized context."""
     import re_pipeline.docred.model as model_module
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
     docs = [docred_document(r) for r in RECORDS]
     config = TrainConfig(mode, epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
-    if paper:
+    if variant == "paper":
         config.step2_output, config.type_dim = "sigmoid", 0
+    if variant == "context":
+        config.context = "attention"
     metrics = train(config, default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     assert metrics["best"]["f1"] >= 0.9
     assert metrics["best"]["step2_accuracy"] >= 0.9

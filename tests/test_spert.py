@@ -290,6 +290,10 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
     assert linears and all(type(m).__module__.startswith("torch.ao.nn.quantized") for m in linears)
     result = evaluate(EXAMPLES, quantized.predict_tokens(sentences), TYPES)
     assert result.entities.micro.f1 >= 0.9 and result.relations_nec.micro.f1 >= 0.8  # int8 keeps what was learned
+    on_caller = SpertPredictor(model, tokenizer, "cpu", int8=True)
+    caller_linears = [m for m in model.encoder.modules() if "Linear" in type(m).__name__]
+    assert on_caller.model is not model and all(type(m) is torch.nn.Linear for m in caller_linears)
+    assert on_caller.predict_tokens(sentences) == quantized.predict_tokens(sentences)
 
 
 def test_training_is_reproducible(tokenizer):

@@ -17,6 +17,13 @@ a linear layer projects entities to 128 dims; a BiLinear layer scores (head, tai
 As an option (on for new models), a learned embedding of the entity's type (PER,
 LOC, ...) joins its pooled embedding before the projection, as DocRED's baselines
 give the model entity types: the types of head and tail narrow the relation down.
+Also an option, ``context="attention"``: a pair-localized context in the spirit of
+ATLOP's, learned rather than read from the encoder's attention (which would need
+eager attention and window-stitched attention maps): each entity attends over the
+document's tokens, a pair's context is the token average weighted by the product of
+head and tail attention (tokens relevant to both), and a linear layer adds its
+evidence to the pair's scores. "brother" between two people is what tells sibling
+from spouse; the entities alone cannot.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class DocREConfig:
     output: str = "sigmoid"  # "sigmoid" (independent outputs) or "softmax" (step 2 only: one distribution)
     entity_types: list[str] = field(default_factory=list)  # type vocabulary; empty: no type embedding
     type_dim: int = 20  # used only when entity_types is set
+    context: str = "none"  # "none" (paper) or "attention": pair-localized context added to the scores
+    context_heads: int = 4
+    context_dim: int = 64  # attention query/key size over all heads
     proj_dim: int = 128
     dropout: float = 0.1
     encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's PretrainedConfig, filled on save
@@ -52,6 +62,8 @@ class DocREModel(nn.Module):
         super().__init__()
         if config.pooling not in ("mean", "logsumexp"):
             raise ValueError(f"unknown pooling {config.pooling!r}")
+        if config.context not in ("none", "attention"):
+            raise ValueError(f"unknown context {config.context!r}")
         if config.output not in ("sigmoid", "softmax") or (config.output == "softmax" and config.task != "step2"):
             raise ValueError(f"output {config.output!r} is not available for task {config.task!r}")
         self.config = config
@@ -69,6 +81,11 @@ class DocREModel(nn.Module):
         bound = 1 / math.sqrt(d)
         self.bilinear = nn.Parameter(torch.empty(config.num_labels, d, d).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(config.num_labels).uniform_(-bound, bound))
+        if config.context == "attention":
+            hidden = encoder.config.hidden_size
+            self.context_query = nn.Linear(hidden, config.context_dim)
+            self.context_key = nn.Linear(hidden, config.context_dim)
+            self.context_out = nn.Linear(hidden, config.num_labels)
 
     @classmethod
     def from_encoder(cls, config: DocREConfig, encoder_name_or_path: str) -> DocREModel:
@@ -111,15 +128,41 @@ class DocREModel(nn.Module):
         flat = (pairs[..., 0] * e + pairs[..., 1])[:, None, :].expand(-1, scores.shape[1], -1)
         return scores.gather(2, flat).transpose(1, 2) + self.bias
 
+    def pair_context(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, entities: torch.Tensor, pairs: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, P, H) each pair's localized context: tokens weighted by how much both the
+        head and the tail attend to them (summed over heads, normalized to sum 1)."""
+        b, t, _ = hidden.shape
+        heads = self.config.context_heads
+        size = self.config.context_dim // heads
+        keys = self.context_key(hidden).view(b, t, heads, size)
+        queries = self.context_query(entities).view(b, entities.shape[1], heads, size)
+        scores = torch.einsum("behd,bthd->bhet", queries, keys) / math.sqrt(size)
+        attention = scores.masked_fill(~attention_mask.bool()[:, None, None, :], float("-inf")).softmax(-1)
+        weights = hidden.new_zeros(b, pairs.shape[1], t)
+        for head in range(heads):
+            per_head = attention[:, head]  # (B, E, T)
+            head_att = per_head.gather(1, pairs[..., :1].expand(-1, -1, t))
+            tail_att = per_head.gather(1, pairs[..., 1:].expand(-1, -1, t))
+            weights = weights + head_att * tail_att
+        weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)
+        return torch.bmm(weights, hidden)
+
     def forward(self, batch: Batch) -> torch.Tensor:
         hidden = encode(self.encoder, batch.input_ids, batch.attention_mask)
         mentions = self.mention_embeddings(hidden, batch.mention_spans)
         entities = self.entity_embeddings(mentions, batch.entity_mentions, batch.entity_mention_mask).float()
+        pooled = entities
         if self.type_embedding is not None:
             if batch.entity_types is None:
                 raise ValueError("this model embeds entity types: collate the batch with type_ids=model.type_ids")
             entities = torch.cat([entities, self.type_embedding(batch.entity_types)], dim=-1)
-        return self.pair_logits(entities, batch.pairs)
+        logits = self.pair_logits(entities, batch.pairs)
+        if self.config.context == "attention":
+            context = self.pair_context(hidden.float(), batch.attention_mask, pooled, batch.pairs)
+            logits = logits + self.context_out(self.dropout(context))
+        return logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.config.output == "softmax":

@@ -58,6 +58,7 @@ class TrainConfig:
     pooling: str = "logsumexp"  # or "mean" (the paper's)
     step2_output: str = "softmax"  # or "sigmoid": how step 2 reads its type scores (see DocREConfig.output)
     type_dim: int = 20  # entity type embedding size; 0: no types (the paper's model)
+    context: str = "none"  # or "attention": a learned pair-localized context (see DocREConfig.context)
     seed: int = 42
     device: str = "auto"
 
@@ -140,6 +141,7 @@ def train(
             output=output,
             entity_types=entity_types,
             type_dim=config.type_dim,
+            context=config.context,
         )
         models[task] = DocREModel.from_encoder(model_config, encoder).to(device)
         # Step 2 learns only from related pairs: documents without any teach it nothing.

@@ -42,8 +42,9 @@ class SpertPredictor:
         if int8:  # CPU only: dynamic int8 matrix products for the encoder (see encoder.quantize_int8)
             if self.device.type != "cpu":
                 raise ValueError("int8 inference is for CPUs; on a GPU, bf16 autocast is used instead")
-            model = copy.deepcopy(model)  # the caller's model keeps its fp32 encoder
-            model.encoder = quantize_int8(model.encoder)
+            # A copy whose encoder is the quantized one; the memo spares copying the fp32
+            # encoder only to replace it. The caller's model is left as it was.
+            model = copy.deepcopy(model, {id(model.encoder): quantize_int8(model.encoder)})
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
