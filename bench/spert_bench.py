@@ -114,7 +114,7 @@ def main() -> None:
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
     int8_rows = ""
     if args.int8:
-        quantized = SpertPredictor.load(model_dir, device="cpu", int8=True)
+        quantized = SpertPredictor(predictor.model, predictor.tokenizer, "cpu", predictor.batch_size, int8=True)
         f = result.summary()
         q = evaluate(dev_set, quantized.predict_tokens([ex.tokens for ex in dev_set]), types).summary()
         q_speed, q_floor = inference_speed(quantized, [ex.tokens for ex in dev_set])

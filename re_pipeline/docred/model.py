@@ -141,7 +141,7 @@ class DocREModel(nn.Module):
         scores = torch.einsum("behd,bthd->bhet", queries, keys) / math.sqrt(size)
         attention = scores.masked_fill(~attention_mask.bool()[:, None, None, :], float("-inf")).softmax(-1)
         weights = hidden.new_zeros(b, pairs.shape[1], t)
-        for head in range(heads):
+        for head in range(heads):  # one (B, P, T) product at a time: pairs x tokens is the big dimension
             per_head = attention[:, head]  # (B, E, T)
             head_att = per_head.gather(1, pairs[..., :1].expand(-1, -1, t))
             tail_att = per_head.gather(1, pairs[..., 1:].expand(-1, -1, t))
