@@ -73,13 +73,12 @@ def tokenize_words(tokenizer: Any, batch: list[list[str]]) -> WordBatch:
     """Tokenize pre-split words without truncation; pad dynamically to the longest item."""
     ids: list[list[int]] = []
     spans: list[list[tuple[int, int]]] = []
-    for words in batch:
-        seq, word_spans = _align(tokenizer, words)
+    for words, (seq, word_spans) in zip(batch, _align(tokenizer, batch), strict=True):
         if any(start < 0 for start, _ in word_spans):
             # A word the tokenizer drops entirely (e.g. a lone combining mark) stands as [UNK].
             unk = tokenizer.unk_token or "[UNK]"
             fixed = [unk if start < 0 else w for w, (start, _) in zip(words, word_spans, strict=True)]
-            seq, word_spans = _align(tokenizer, fixed)
+            seq, word_spans = _align(tokenizer, [fixed])[0]
         ids.append(seq)
         spans.append(word_spans)
     max_t = max(len(s) for s in ids)
@@ -125,18 +124,26 @@ def subword_lengths(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[
     return [next(lengths) if s else 2 for s in sentences]
 
 
-def _align(tokenizer: Any, words: list[str]) -> tuple[list[int], list[tuple[int, int]]]:
-    """[CLS] subwords [SEP] and each word's subword range (start -1 if it has none)."""
-    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False) if words else {"input_ids": []}
-    word_ids = enc.word_ids() if words else []
-    starts, ends = [-1] * len(words), [-1] * len(words)
-    for pos, wid in enumerate(word_ids):
-        if wid is not None:
-            if starts[wid] < 0:
-                starts[wid] = pos + 1
-            ends[wid] = pos + 2
-    seq = [tokenizer.cls_token_id, *enc["input_ids"], tokenizer.sep_token_id]
-    return seq, list(zip(starts, ends, strict=True))
+def _align(tokenizer: Any, batch: list[list[str]]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Per word sequence, [CLS] subwords [SEP] and each word's subword range (start -1 if it
+    has none); one tokenizer call for the whole batch (a call per sentence costs more than
+    the tokenizing itself)."""
+    nonempty = [words for words in batch if words]
+    enc = tokenizer(nonempty, is_split_into_words=True, add_special_tokens=False) if nonempty else None
+    out, row = [], 0
+    for words in batch:
+        starts, ends = [-1] * len(words), [-1] * len(words)
+        subwords: list[int] = []
+        if words:
+            subwords = enc["input_ids"][row]
+            for pos, wid in enumerate(enc.word_ids(row)):
+                if wid is not None:
+                    if starts[wid] < 0:
+                        starts[wid] = pos + 1
+                    ends[wid] = pos + 2
+            row += 1
+        out.append(([tokenizer.cls_token_id, *subwords, tokenizer.sep_token_id], list(zip(starts, ends, strict=True))))
+    return out
 
 
 def max_positions(model: torch.nn.Module) -> int:

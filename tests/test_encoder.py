@@ -28,6 +28,21 @@ def test_word_ranges_cover_all_subwords_between_cls_and_sep(tokenizer):
     assert tokenizer.decode(ids).replace(" ", "") == "tegucigalpa's"
 
 
+def test_batched_alignment_equals_one_sentence_at_a_time_and_dropped_words_become_unk(tokenizer):
+    sentences = [["a", "\u200b", "Kowalczykowski"], [], ["Reykjavik", "\u0301"], ["ok"]]
+    batch = tokenize_words(tokenizer, sentences)
+    for b, words in enumerate(sentences):
+        alone = tokenize_words(tokenizer, [words])
+        n_tokens, n_words = alone.input_ids.shape[1], alone.word_start.shape[1]
+        assert torch.equal(batch.input_ids[b, :n_tokens], alone.input_ids[0])
+        assert torch.equal(batch.word_start[b, :n_words], alone.word_start[0])
+        assert torch.equal(batch.word_end[b, :n_words], alone.word_end[0])
+        assert int(batch.word_mask[b].sum()) == len(words)
+    # Words with no subwords of their own get [UNK], so every word keeps a non-empty range.
+    assert batch.input_ids[0, 2] == tokenizer.unk_token_id and batch.word_end[0, 1] - batch.word_start[0, 1] == 1
+    assert batch.input_ids[2, int(batch.word_start[2, 1])] == tokenizer.unk_token_id
+
+
 def test_pool_words_max_and_mean_over_each_words_subwords(tokenizer):
     words = ["Kowalczykowski", "met", "Tegucigalpa's", "mayor"]
     batch = tokenize_words(tokenizer, [words, ["hi"]])

@@ -96,6 +96,28 @@ def test_localized_context_is_zero_between_adjacent_spans_and_the_max_between_ot
     assert torch.equal(model.context(pool, cls, sent, start, end, head, tail)[0], cls[0])
 
 
+@pytest.mark.parametrize("fusion", ["max", "sum", "mean"])
+def test_dense_entity_detection_equals_scoring_every_candidate_span(tokenizer, fusion):
+    torch.manual_seed(0)
+    model = tiny_model(tokenizer, fusion=fusion, max_span_width=4, width_embeddings=3)  # widths 2+ share a row
+    with torch.no_grad():  # well-separated logits, so rounding cannot flip an argmax
+        model.entity_classifier.weight.normal_(std=1.0)
+        model.width_embedding.weight.normal_(std=1.0)
+    sentences = [["Kowalczykowski", "visited", "Reykjavik", "and", "Tegucigalpa", "."], ["short", "one"], ["x"]]
+    words = tokenize_words(tokenizer, sentences)
+    with torch.inference_mode():
+        pool, cls = model.encode(words)
+        sent, start, end = candidate_spans(pool.lengths, 4)
+        probs = model.entity_logits(cls, model.spans(pool, sent, start, end), sent).softmax(-1)
+        score, label = probs.max(-1)
+        keep = label > 0
+        dense = model.detect_entities(pool, cls)
+    assert 0 < int(keep.sum()) < len(keep)  # the case is not trivial: some spans kept, some dropped
+    for expected, got in zip((sent, start, end, label), dense[:4], strict=True):
+        assert torch.equal(expected[keep], got)
+    assert torch.allclose(score[keep], dense[4], atol=1e-5)
+
+
 # --- sampling --------------------------------------------------------------------------------------
 
 

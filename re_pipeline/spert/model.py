@@ -17,6 +17,7 @@ All span and pair representations are built as tensor ops over a whole batch
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,8 @@ class RangePool:
     """
 
     def __init__(self, hidden: torch.Tensor, words: WordBatch) -> None:
+        self.hidden, self.words = hidden, words
         word_max = pool_words(hidden, words, "max")  # (B, W, H)
-        n_sub = ((words.word_end - words.word_start) * words.word_mask).to(hidden.dtype)  # (B, W)
-        word_sum = pool_words(hidden, words, "mean") * n_sub[..., None]
         levels = [word_max]
         width = 1
         while 2 * width <= word_max.shape[1]:
@@ -106,12 +106,25 @@ class RangePool:
             levels.append(torch.cat([torch.maximum(prev[:, :-width], prev[:, width:]), prev[:, -width:]], dim=1))
             width *= 2
         self.table = torch.stack(levels)  # (L, B, W, H)
-        zero = hidden.new_zeros(hidden.shape[0], 1, hidden.shape[-1])
-        self.prefix_sum = torch.cat([zero, word_sum.cumsum(1)], dim=1)  # (B, W+1, H)
-        self.prefix_count = torch.cat([n_sub.new_zeros(n_sub.shape[0], 1), n_sub.cumsum(1)], dim=1)  # (B, W+1)
         self.lengths = words.word_mask.sum(1)  # (B,) words per sentence
         n_words = word_max.shape[1]
         self.log2 = torch.tensor([max(n, 1).bit_length() - 1 for n in range(n_words + 1)], device=hidden.device)
+
+    @cached_property
+    def prefix_sum(self) -> torch.Tensor:
+        """(B, W+1, H) running sums of the words' subword sums; built on first use (max fusion never needs it)."""
+        word_sum = pool_words(self.hidden, self.words, "mean") * self.subwords_per_word[..., None]
+        zero = self.hidden.new_zeros(self.hidden.shape[0], 1, self.hidden.shape[-1])
+        return torch.cat([zero, word_sum.cumsum(1)], dim=1)
+
+    @cached_property
+    def subwords_per_word(self) -> torch.Tensor:
+        return ((self.words.word_end - self.words.word_start) * self.words.word_mask).to(self.hidden.dtype)  # (B, W)
+
+    @cached_property
+    def prefix_count(self) -> torch.Tensor:
+        n_sub = self.subwords_per_word
+        return torch.cat([n_sub.new_zeros(n_sub.shape[0], 1), n_sub.cumsum(1)], dim=1)  # (B, W+1)
 
     def max(self, sent: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
         n_words = self.table.shape[2]
@@ -133,6 +146,23 @@ class RangePool:
         end = torch.maximum(start, end)
         count = self.prefix_count[sent, end] - self.prefix_count[sent, start]
         return self.sum(sent, start, end) / count.clamp(min=1)[:, None]
+
+    def of_width(self, how: str, width: int) -> torch.Tensor:
+        """``how``-pooled embeddings of every span of ``width`` words as one dense (B, W - width + 1, H)
+        tensor, row i the span starting at word i (spans reaching into padding included): slices of
+        the sparse table or of the prefix sums, so no per-span gathers."""
+        n_words = self.table.shape[2]
+        if width > n_words:
+            return self.table.new_zeros(self.table.shape[1], 0, self.table.shape[-1])
+        if how == "max":
+            k = width.bit_length() - 1
+            level = self.table[k]
+            return torch.maximum(level[:, : n_words - width + 1], level[:, width - (1 << k) : n_words - (1 << k) + 1])
+        total = self.prefix_sum[:, width:] - self.prefix_sum[:, :-width]
+        if how == "sum":
+            return total
+        count = self.prefix_count[:, width:] - self.prefix_count[:, :-width]
+        return total / count.clamp(min=1)[..., None]
 
 
 class SpertModel(nn.Module):
@@ -223,18 +253,42 @@ class SpertModel(nn.Module):
 
     # --- inference -------------------------------------------------------------------------
 
+    def detect_entities(
+        self, pool: RangePool, cls: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The candidate spans not classified ``none``: (sentence, start, end, type, probability),
+        ordered as ``candidate_spans`` orders them.
+
+        The same scores as ``entity_logits`` over ``spans`` of every candidate (at eval, without
+        dropout), computed without building the (candidates x hidden) span rows: the
+        classifier is linear in its three input blocks, so [CLS] and the width embeddings are
+        scored once each, and the fused spans of one width come as one dense tensor
+        (``RangePool.of_width``). At inference most of SpERT's time outside the encoder was
+        those gathers and concatenations."""
+        hidden, n_widths = cls.shape[-1], self.config.width_embeddings
+        weight, max_width = self.entity_classifier.weight, self.config.max_span_width
+        from_cls = cls @ weight[:, :hidden].T + self.entity_classifier.bias  # (B, C)
+        from_span = weight[:, hidden : 2 * hidden]
+        from_width = self.width_embedding.weight @ weight[:, 2 * hidden :].T  # (widths, C)
+        found = []
+        for width in range(1, max_width + 1):
+            fused = pool.of_width(self.config.fusion, width)  # (B, S, H)
+            logits = fused @ from_span.T + from_cls[:, None] + from_width[min(width, n_widths - 1)]
+            score, label = logits.float().softmax(-1).max(-1)  # (B, S)
+            inside = torch.arange(fused.shape[1], device=cls.device)[None] + width <= pool.lengths[:, None]
+            sent, start = ((label > 0) & inside).nonzero(as_tuple=True)
+            found.append((sent, start, start + width, label[sent, start], score[sent, start]))
+        sent, start, end, label, score = (torch.cat(column) for column in zip(*found, strict=True))
+        order = torch.argsort((sent * (pool.table.shape[2] + 1) + start) * (max_width + 1) + end - start)
+        return sent[order], start[order], end[order], label[order], score[order]
+
     @torch.inference_mode()
     def predict(self, words: WordBatch) -> list[SentencePrediction]:
         """Entities and relations of each sentence of the batch (call in eval mode)."""
         cfg = self.config
         pool, cls = self.encode(words)
-        lengths = words.word_mask.sum(1)
-        sent, start, end = candidate_spans(lengths, cfg.max_span_width)
+        sent, start, end, label, score = self.detect_entities(pool, cls)
         spans = self.spans(pool, sent, start, end)
-        probs = self.entity_logits(cls, spans, sent).float().softmax(-1)
-        score, label = probs.max(-1)
-        keep = (label > 0).nonzero(as_tuple=True)[0]
-        sent, start, end, spans, score, label = (t[keep] for t in (sent, start, end, spans, score, label))
 
         # Both directions of every pair of kept spans in the same sentence.
         same = sent[:, None] == sent[None, :]
@@ -247,7 +301,7 @@ class SpertModel(nn.Module):
             pair, rtype = (rel >= cfg.relation_threshold).nonzero(as_tuple=True)
             hits.append(torch.stack([h[pair], t[pair], rtype], dim=1))
             hit_scores.append(rel[pair, rtype])
-        return self._to_predictions(len(lengths), sent, start, end, label, score, hits, hit_scores)
+        return self._to_predictions(len(cls), sent, start, end, label, score, hits, hit_scores)
 
     def _to_predictions(
         self,
