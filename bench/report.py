@@ -27,7 +27,12 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    """The command line as run from the repository root (``python -m bench.x`` and absolute
+    paths both come out as ``python bench/x.py ...``, which works from a fresh clone)."""
+    script = Path(sys.argv[0]).resolve()
+    root = BENCHMARKS.parent
+    args = [str(script.relative_to(root)) if script.is_relative_to(root) else sys.argv[0], *sys.argv[1:]]
+    return "python " + " ".join(shlex.quote(a) for a in args)
 
 
 def median(values: list[float]) -> float:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import median, update_section
 from re_pipeline.config import PROJECT_DIR, Settings

@@ -92,8 +92,9 @@ class RangePool:
     Subwords are first pooled per word; a range's max is the max of its words' maxes
     and its sum the sum of its words' sums, so each query costs two gathers:
     a sparse table (level k holds the max of 2**k consecutive words) answers range
-    maxima, prefix sums answer range sums. Empty ranges pool to zeros, which is what
-    SpERT's localized context is when two spans are adjacent or overlap.
+    maxima, prefix sums answer range sums; all ranges of one width are slices of the
+    same tables (``of_width``), with no gathers at all. Empty ranges pool to zeros, which
+    is what SpERT's localized context is when two spans are adjacent or overlap.
     """
 
     def __init__(self, hidden: torch.Tensor, words: WordBatch) -> None:
@@ -111,15 +112,15 @@ class RangePool:
         self.log2 = torch.tensor([max(n, 1).bit_length() - 1 for n in range(n_words + 1)], device=hidden.device)
 
     @cached_property
+    def subwords_per_word(self) -> torch.Tensor:
+        return ((self.words.word_end - self.words.word_start) * self.words.word_mask).to(self.hidden.dtype)  # (B, W)
+
+    @cached_property
     def prefix_sum(self) -> torch.Tensor:
         """(B, W+1, H) running sums of the words' subword sums; built on first use (max fusion never needs it)."""
         word_sum = pool_words(self.hidden, self.words, "mean") * self.subwords_per_word[..., None]
         zero = self.hidden.new_zeros(self.hidden.shape[0], 1, self.hidden.shape[-1])
         return torch.cat([zero, word_sum.cumsum(1)], dim=1)
-
-    @cached_property
-    def subwords_per_word(self) -> torch.Tensor:
-        return ((self.words.word_end - self.words.word_start) * self.words.word_mask).to(self.hidden.dtype)  # (B, W)
 
     @cached_property
     def prefix_count(self) -> torch.Tensor:
