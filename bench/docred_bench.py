@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--step2-output", default="softmax", choices=["softmax", "sigmoid"])
     ap.add_argument("--type-dim", type=int, default=20, help="entity type embedding size (0: none, as the paper)")
     ap.add_argument("--context", default="none", choices=["none", "attention"], help="pair-localized context")
+    ap.add_argument("--step2-batch-size", type=int, default=2, help="documents per update of step 2")
+    ap.add_argument("--step2-lr", type=float, default=1e-4, help="step 2's encoder learning rate")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and the speed figures")
     ap.add_argument("--train-threads", type=int, help="CPU threads for training (default: --threads)")
     ap.add_argument("--models-dir", default=str(PROJECT_DIR / "models"), help="where docred-<mode> models live")
@@ -116,6 +118,8 @@ def main() -> None:
                 step2_output=args.step2_output,
                 type_dim=args.type_dim,
                 context=args.context,
+                step2_batch_size=args.step2_batch_size,
+                step2_lr=args.step2_lr,
                 device="cpu",
             )
             train(config, encoder, train_docs, dev_docs, out)

@@ -26,7 +26,7 @@ from re_pipeline.docred.metrics import best_threshold, official_scores, step2_ac
 from re_pipeline.docred.model import DocREConfig, DocREModel
 from re_pipeline.docred.predict import DocREPredictor, decode_twostep
 from re_pipeline.docred.sampling import sample_pairs
-from re_pipeline.docred.train import TrainConfig, train
+from re_pipeline.docred.train import TrainConfig, make_optimizer, train, train_epoch
 from re_pipeline.documents import Annotations
 from re_pipeline.encoder import encode
 from re_pipeline.ingest import docred_document, parse_slice
@@ -401,6 +401,18 @@ def test_fast_two_step_path_equals_scoring_every_pair(tokenizer):
 
 
 # --------------------------------------------------------------------------- training
+
+
+def test_step2_updates_at_its_own_batch_size(tokenizer):
+    """Step 2 takes ``step2_batch_size`` documents per update, step 1 ``batch_size``."""
+    features = build_features(tokenizer, [docred_document(r) for r in RECORDS], RELATIONS)
+    related = [f for f in features if f.labels]
+    config = TrainConfig(batch_size=3, step2_batch_size=1, device="cpu")
+    for task, feats, updates in (("step1", features, 1), ("step2", related, len(related))):
+        model = DocREModel(DocREConfig(num_labels(task, len(RELATIONS)), task), tiny_encoder(tokenizer))
+        optimizer, scheduler = make_optimizer(model, config, total_steps=100)
+        train_epoch(model, task, feats, optimizer, scheduler, random.Random(0), config, len(RELATIONS), 0)
+        assert scheduler.last_epoch == updates
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,11 @@ def register(subparsers: Any) -> None:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (paper: 1e-5 for BERT-base)")
     train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the projection and BiLinear")
-    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--batch-size", type=int, default=4, help="documents per update")
+    train.add_argument(
+        "--step2-batch-size", type=int, default=2, help="documents per update of step 2 (it sees fewer pairs)"
+    )
+    train.add_argument("--step2-lr", type=float, default=1e-4, help="step 2's encoder learning rate")
     train.add_argument(
         "--pooling", choices=["mean", "logsumexp"], default="logsumexp", help="entity over mentions (paper: mean)"
     )
@@ -132,6 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         mode=args.mode,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        step2_batch_size=args.step2_batch_size,
+        step2_lr=args.step2_lr,
         lr=args.lr,
         head_lr=args.head_lr,
         na_ratio=args.na_ratio,

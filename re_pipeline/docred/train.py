@@ -48,8 +48,10 @@ from re_pipeline.training import EpochLog, adamw, linear_warmup_decay, plot_curv
 class TrainConfig:
     mode: str = "twostep"  # "onestep" or "shared"
     epochs: int = 10
-    batch_size: int = 4
+    batch_size: int = 4  # documents per update
+    step2_batch_size: int = 2  # step 2's own (see ``batch_size_of``)
     lr: float = 5e-5  # encoder
+    step2_lr: float = 1e-4  # step 2's encoder (see ``batch_size_of``)
     head_lr: float = 1e-3  # projection + BiLinear
     warmup: float = 0.06
     weight_decay: float = 0.01
@@ -62,10 +64,22 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
 
+    def batch_size_of(self, task: str) -> int:
+        """Documents per update of ``task``. Step 2 learns only from related pairs, ~30 per
+        document, so at 4 documents a batch it gets ~100 updates an epoch on 400 documents;
+        2 documents a batch and twice the encoder rate let it learn more from the same
+        encoder passes. Step 2 alone on Re-DocRED dev [0:400], accuracy on [-100:] after
+        10 epochs: 83.5 (batch 4, 5e-5), 84.6 (batch 2), 84.7 (batch 1), 85.1 (batch 2, 1e-4)."""
+        return self.step2_batch_size if task == "step2" else self.batch_size
+
+    def lr_of(self, task: str) -> float:
+        """Encoder learning rate of ``task`` (see ``batch_size_of``)."""
+        return self.step2_lr if task == "step2" else self.lr
+
 
 def make_optimizer(model: DocREModel, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW with one rate for the pretrained encoder and a higher one for the new head."""
-    optimizer = adamw(model, config.lr, config.weight_decay, head_lr=config.head_lr)
+    optimizer = adamw(model, config.lr_of(model.config.task), config.weight_decay, head_lr=config.head_lr)
     return optimizer, linear_warmup_decay(optimizer, total_steps, config.warmup)
 
 
@@ -94,7 +108,10 @@ def train_epoch(
     device = next(model.parameters()).device
     total, n = 0.0, 0
     bar = tqdm(
-        batches([len(f.input_ids) for f in features], config.batch_size, rng), desc=desc, leave=False, mininterval=5
+        batches([len(f.input_ids) for f in features], config.batch_size_of(task), rng),
+        desc=desc,
+        leave=False,
+        mininterval=5,
     )
     for idx in bar:
         feats = [features[i] for i in idx]
@@ -146,7 +163,7 @@ def train(
         models[task] = DocREModel.from_encoder(model_config, encoder).to(device)
         # Step 2 learns only from related pairs: documents without any teach it nothing.
         task_feats[task] = [f for f in train_feats if f.labels] if task == "step2" else train_feats
-        steps = config.epochs * math.ceil(len(task_feats[task]) / config.batch_size)
+        steps = config.epochs * math.ceil(len(task_feats[task]) / config.batch_size_of(task))
         optimizers[task] = make_optimizer(models[task], config, steps)
     predictor = DocREPredictor(
         config.mode, models, tokenizer, relations, extra={"encoder": encoder, "train": asdict(config)}
