@@ -13,8 +13,10 @@ Learning rates: the paper fine-tunes BERT-base at 1e-5. MiniLM (6 layers, 22M
 parameters) on 400 documents for 10 epochs sees ~1,000 updates at batch 4, so we use
 5e-5 for the encoder (the usual rate for small BERTs; ATLOP uses it too) and 1e-3
 for the freshly initialized projection and BiLinear layers, which otherwise barely
-move in so few steps. Defaults (10 epochs, log-sum-exp pooling over mentions, a softmax
-step 2, entity type embeddings) are the best measured here: Re-DocRED dev F1 51.7 and
+move in so few steps. Step 2 sees only related pairs, so it trains at 2 documents a
+batch and an encoder rate of 1e-4 (``TrainConfig.batch_size_of``). Defaults (10 epochs,
+log-sum-exp pooling over mentions, a softmax step 2, entity type embeddings) are the best
+measured here: Re-DocRED dev F1 51.7 and
 step-2 accuracy 83.5, against 51.2 and 80.0 with 96 sigmoids and no types, and 45.5 for
 the paper's plain model at 5 epochs (BENCHMARKS.md).
 """
