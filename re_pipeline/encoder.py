@@ -224,12 +224,12 @@ def token_to_word(batch: WordBatch, length: int) -> torch.Tensor:
 
 
 def pool_words(hidden: torch.Tensor, batch: WordBatch, how: str = "max") -> torch.Tensor:
-    """Word embeddings (B, W, H) pooled over each word's subwords ("max" or "mean").
+    """Word embeddings (B, W, H) pooled over each word's subwords ("max", "mean" or "sum").
 
     A segment reduction (``scatter_reduce``) keeps memory at O(B*T*H) even for
     documents of hundreds of words.
     """
-    reduce = {"max": "amax", "mean": "mean"}.get(how)
+    reduce = {"max": "amax", "mean": "mean", "sum": "sum"}.get(how)
     if reduce is None:
         raise ValueError(f"unknown pooling {how!r}")
     b, t, h = hidden.shape

@@ -112,19 +112,15 @@ class RangePool:
         self.log2 = torch.tensor([max(n, 1).bit_length() - 1 for n in range(n_words + 1)], device=hidden.device)
 
     @cached_property
-    def subwords_per_word(self) -> torch.Tensor:
-        return ((self.words.word_end - self.words.word_start) * self.words.word_mask).to(self.hidden.dtype)  # (B, W)
-
-    @cached_property
     def prefix_sum(self) -> torch.Tensor:
         """(B, W+1, H) running sums of the words' subword sums; built on first use (max fusion never needs it)."""
-        word_sum = pool_words(self.hidden, self.words, "mean") * self.subwords_per_word[..., None]
+        word_sum = pool_words(self.hidden, self.words, "sum")
         zero = self.hidden.new_zeros(self.hidden.shape[0], 1, self.hidden.shape[-1])
         return torch.cat([zero, word_sum.cumsum(1)], dim=1)
 
     @cached_property
     def prefix_count(self) -> torch.Tensor:
-        n_sub = self.subwords_per_word
+        n_sub = ((self.words.word_end - self.words.word_start) * self.words.word_mask).to(self.hidden.dtype)  # (B, W)
         return torch.cat([n_sub.new_zeros(n_sub.shape[0], 1), n_sub.cumsum(1)], dim=1)  # (B, W+1)
 
     def max(self, sent: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
