@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import median, update_section
 from re_pipeline.config import PROJECT_DIR, Settings
-from re_pipeline.encoder import encode, length_batches, subword_lengths, tokenize_words
+from re_pipeline.encoder import encode, word_batches
 from re_pipeline.metrics import PRF, count_by_type, format_table, prf
 from re_pipeline.spert.data import Example, SentencePrediction, Types, docred_to_examples, read_examples
 from re_pipeline.spert.evaluator import evaluate
@@ -56,15 +56,13 @@ def load_data(dataset: str, max_train: int | None) -> tuple[list[Example], list[
 def inference_speed(predictor: SpertPredictor, sentences: list[list[str]], runs: int = 3) -> tuple[float, float]:
     """Median sentences/s of full prediction, and of the encoder passes alone on the same batches (the floor)."""
     full, floor = [], []
-    lengths = subword_lengths(predictor.tokenizer, sentences)
     for _ in range(runs):
         start = time.perf_counter()
         predictor.predict_tokens(sentences)
         full.append(len(sentences) / (time.perf_counter() - start))
         start = time.perf_counter()
         with torch.inference_mode():
-            for batch in length_batches(lengths, predictor.batch_size, predictor.max_tokens):
-                words = tokenize_words(predictor.tokenizer, [sentences[i] for i in batch if sentences[i]])
+            for _, words in word_batches(predictor.tokenizer, sentences, predictor.batch_size, predictor.max_tokens):
                 encode(predictor.model.encoder, words.input_ids, words.attention_mask)
         floor.append(len(sentences) / (time.perf_counter() - start))
     return median(full), median(floor)

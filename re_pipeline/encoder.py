@@ -11,7 +11,7 @@ truncated.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,26 +69,38 @@ class WordBatch:
         return WordBatch(*(t.to(device) for t in vars(self).values()))
 
 
+Aligned = tuple[list[int], list[tuple[int, int]]]  # [CLS] subwords [SEP], and each word's subword range
+
+
 def tokenize_words(tokenizer: Any, batch: list[list[str]]) -> WordBatch:
     """Tokenize pre-split words without truncation; pad dynamically to the longest item."""
-    ids: list[list[int]] = []
-    spans: list[list[tuple[int, int]]] = []
+    return collate_words(align_words(tokenizer, batch), tokenizer.pad_token_id or 0)
+
+
+def align_words(tokenizer: Any, batch: list[list[str]]) -> list[Aligned]:
+    """Each word sequence's subword ids and word ranges, in one tokenizer call; a word the
+    tokenizer drops entirely (e.g. a lone combining mark) stands as [UNK]."""
+    out = []
     for words, (seq, word_spans) in zip(batch, _align(tokenizer, batch), strict=True):
         if any(start < 0 for start, _ in word_spans):
-            # A word the tokenizer drops entirely (e.g. a lone combining mark) stands as [UNK].
             unk = tokenizer.unk_token or "[UNK]"
             fixed = [unk if start < 0 else w for w, (start, _) in zip(words, word_spans, strict=True)]
             seq, word_spans = _align(tokenizer, [fixed])[0]
-        ids.append(seq)
-        spans.append(word_spans)
-    max_t = max(len(s) for s in ids)
-    max_w = max((len(s) for s in spans), default=0)
-    input_ids = torch.full((len(batch), max_t), tokenizer.pad_token_id or 0, dtype=torch.long)
-    attention = torch.zeros((len(batch), max_t), dtype=torch.long)
-    word_start = torch.zeros((len(batch), max_w), dtype=torch.long)
-    word_end = torch.zeros((len(batch), max_w), dtype=torch.long)
-    word_mask = torch.zeros((len(batch), max_w), dtype=torch.bool)
-    for b, (seq, sp) in enumerate(zip(ids, spans, strict=True)):
+        out.append((seq, word_spans))
+    return out
+
+
+def collate_words(aligned: Sequence[Aligned], pad_id: int) -> WordBatch:
+    """Aligned sequences as one dynamically padded batch."""
+    max_t = max(len(seq) for seq, _ in aligned)
+    max_w = max((len(spans) for _, spans in aligned), default=0)
+    n = len(aligned)
+    input_ids = torch.full((n, max_t), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, max_t), dtype=torch.long)
+    word_start = torch.zeros((n, max_w), dtype=torch.long)
+    word_end = torch.zeros((n, max_w), dtype=torch.long)
+    word_mask = torch.zeros((n, max_w), dtype=torch.bool)
+    for b, (seq, sp) in enumerate(aligned):
         input_ids[b, : len(seq)] = torch.tensor(seq)
         attention[b, : len(seq)] = 1
         if sp:
@@ -96,6 +108,19 @@ def tokenize_words(tokenizer: Any, batch: list[list[str]]) -> WordBatch:
             word_end[b, : len(sp)] = torch.tensor([e for _, e in sp])
             word_mask[b, : len(sp)] = True
     return WordBatch(input_ids, attention, word_start, word_end, word_mask)
+
+
+def word_batches(
+    tokenizer: Any, sentences: Sequence[Sequence[str]], batch_size: int, max_tokens: int | None = None
+) -> Iterator[tuple[list[int], WordBatch]]:
+    """The non-empty sentences, tokenized once, in length-sorted batches (see ``length_batches``):
+    (their indices into ``sentences``, their ``WordBatch``). Empty sentences have nothing to
+    encode and are skipped."""
+    index = [i for i, words in enumerate(sentences) if words]
+    aligned = align_words(tokenizer, [list(sentences[i]) for i in index])
+    pad_id = tokenizer.pad_token_id or 0
+    for chunk in length_batches([len(seq) for seq, _ in aligned], batch_size, max_tokens):
+        yield [index[c] for c in chunk], collate_words([aligned[c] for c in chunk], pad_id)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
@@ -116,15 +141,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | No
     return out
 
 
-def subword_lengths(tokenizer: Any, sentences: Sequence[Sequence[str]]) -> list[int]:
-    """[CLS] + subwords + [SEP] per pre-split sentence, in one batched tokenizer call."""
-    nonempty = [list(s) for s in sentences if s]
-    ids = tokenizer(nonempty, is_split_into_words=True, add_special_tokens=False)["input_ids"] if nonempty else []
-    lengths = iter(len(x) + 2 for x in ids)
-    return [next(lengths) if s else 2 for s in sentences]
-
-
-def _align(tokenizer: Any, batch: list[list[str]]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+def _align(tokenizer: Any, batch: list[list[str]]) -> list[Aligned]:
     """Per word sequence, [CLS] subwords [SEP] and each word's subword range (start -1 if it
     has none); one tokenizer call for the whole batch (a call per sentence costs more than
     the tokenizing itself)."""

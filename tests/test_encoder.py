@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from re_pipeline.encoder import encode, length_batches, pool_words, subword_lengths, token_to_word, tokenize_words
+from re_pipeline.encoder import encode, length_batches, pool_words, token_to_word, tokenize_words, word_batches
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,21 @@ def test_length_batches_sort_by_length_and_respect_item_and_token_budgets():
     assert length_batches(lengths, batch_size=3) == [[6, 1, 3], [4, 0, 7], [5, 2]]
 
 
-def test_subword_lengths_count_cls_sep_and_split_words(tokenizer):
-    sentences = [["Merkel", "visited", "Paris"], [], ["unbelievably"]]
-    expected = [len(tokenize_words(tokenizer, [s]).input_ids[0]) if s else 2 for s in sentences]
-    assert subword_lengths(tokenizer, sentences) == expected
+def test_word_batches_tokenize_once_skip_empty_and_match_tokenize_words(tokenizer):
+    sentences = [["Merkel", "visited", "Paris", "yesterday"], [], ["unbelievably"], ["a", "b"], ["x"] * 9]
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return tokenizer(*args, **kwargs)
+
+    counting.pad_token_id, counting.unk_token = tokenizer.pad_token_id, tokenizer.unk_token
+    counting.cls_token_id, counting.sep_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    batches = list(word_batches(counting, sentences, batch_size=2))
+    assert len(calls) == 1  # one tokenizer call for every sentence, not one per batch
+    assert sorted(i for chunk, _ in batches for i in chunk) == [0, 2, 3, 4]  # the empty one skipped
+    lengths = [int(words.attention_mask.sum(1).max()) for _, words in batches]
+    assert lengths == sorted(lengths)
+    for chunk, words in batches:
+        alone = tokenize_words(tokenizer, [sentences[i] for i in chunk])
+        assert all(torch.equal(a, b) for a, b in zip(vars(words).values(), vars(alone).values(), strict=True))

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from re_pipeline.baselines.common import BaselineArgs, load_hf_model, new_hf_model, run_training
-from re_pipeline.encoder import WordBatch, length_batches, subword_lengths, tokenize_words
+from re_pipeline.encoder import WordBatch, tokenize_words, word_batches
 from re_pipeline.metrics import Scores, count_by_type, summarize
 from re_pipeline.spert.data import Example, Types
 from re_pipeline.training import seed_everything
@@ -81,11 +81,8 @@ class NerTagger:
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[int, int, str]]]:
         """Entities of each sentence, batched by length."""
         out: list[list[tuple[int, int, str]]] = [[] for _ in sentences]
-        for batch in length_batches(subword_lengths(self.tokenizer, sentences), self.batch_size):
-            chunk = [j for j in batch if sentences[j]]
-            if not chunk:
-                continue
-            words = tokenize_words(self.tokenizer, [list(sentences[j]) for j in chunk]).to(self.device)
+        for chunk, words in word_batches(self.tokenizer, sentences, self.batch_size):
+            words = words.to(self.device)
             logits = self.model(input_ids=words.input_ids, attention_mask=words.attention_mask).logits
             first = logits.gather(1, words.word_start[..., None].expand(-1, -1, logits.shape[-1])).argmax(-1)
             for b, j in enumerate(chunk):

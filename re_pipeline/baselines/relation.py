@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from re_pipeline.baselines.common import BaselineArgs, load_hf_model, new_hf_model, run_training
-from re_pipeline.encoder import length_batches, subword_lengths, tokenize_words
+from re_pipeline.encoder import tokenize_words, word_batches
 from re_pipeline.spert.data import Example, PredictedEntity, PredictedRelation, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.training import seed_everything
@@ -76,8 +76,8 @@ class RelationClassifier:
     def classify(self, inputs: Sequence[list[str]]) -> list[tuple[str, float]]:
         """(label, probability) per marked sentence, batched by length."""
         out: list[tuple[str, float]] = [(NONE, 1.0)] * len(inputs)
-        for chunk in length_batches(subword_lengths(self.tokenizer, inputs), self.batch_size):
-            words = tokenize_words(self.tokenizer, [inputs[j] for j in chunk]).to(self.device)
+        for chunk, words in word_batches(self.tokenizer, inputs, self.batch_size):
+            words = words.to(self.device)
             probs = self.model(input_ids=words.input_ids, attention_mask=words.attention_mask).logits.softmax(-1)
             score, label = probs.max(-1)
             for j, lab, sc in zip(chunk, label.tolist(), score.tolist(), strict=True):

@@ -17,12 +17,10 @@ import torch
 from re_pipeline.documents import Document
 from re_pipeline.encoder import (
     autocast,
-    length_batches,
     load_tokenizer,
     quantize_int8,
     resolve_device,
-    subword_lengths,
-    tokenize_words,
+    word_batches,
 )
 from re_pipeline.spert.data import SentencePrediction, apply_predictions, document_json
 from re_pipeline.spert.model import SpertModel
@@ -67,14 +65,10 @@ class SpertPredictor:
         """Predictions for pre-tokenized sentences, in input order; batched by subword length."""
         out = [SentencePrediction() for _ in sentences]
         self.model.eval()
-        lengths = subword_lengths(self.tokenizer, sentences)
         with torch.inference_mode(), autocast(self.device):
-            for chunk in length_batches(lengths, self.batch_size, self.max_tokens):
-                nonempty = [j for j in chunk if sentences[j]]
-                if nonempty:
-                    words = tokenize_words(self.tokenizer, [list(sentences[j]) for j in nonempty]).to(self.device)
-                    for j, pred in zip(nonempty, self.model.predict(words), strict=True):
-                        out[j] = pred
+            for chunk, words in word_batches(self.tokenizer, sentences, self.batch_size, self.max_tokens):
+                for j, pred in zip(chunk, self.model.predict(words.to(self.device)), strict=True):
+                    out[j] = pred
         return out
 
     def predict_documents(self, docs: Sequence[Document]) -> None:
