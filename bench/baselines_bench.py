@@ -19,10 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import update_section
 from bench.spert_bench import DATA, summary_table
-from re_pipeline.baselines.common import BaselineArgs
 from re_pipeline.baselines.ner import NerTagger, entity_scores, train_ner
 from re_pipeline.baselines.relation import RelationClassifier, train_relation
-from re_pipeline.config import PROJECT_DIR, Settings
+from re_pipeline.config import PROJECT_DIR, BaselineTrainConfig, Settings
 from re_pipeline.spert.data import Types, read_examples
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.training import set_threads, tune_malloc
@@ -54,9 +53,9 @@ def main() -> None:
     ner_dir, re_dir = MODELS / "baseline-ner-conll04", MODELS / "baseline-re-conll04"
     encoder = Settings.load().encoder_path
     if args.train in ("both", "ner"):
-        train_ner(train_set, dev_set, types, encoder, ner_dir, BaselineArgs(epochs=args.ner_epochs, lr=args.lr))
+        train_ner(train_set, dev_set, types, encoder, ner_dir, BaselineTrainConfig(epochs=args.ner_epochs, lr=args.lr))
     if args.train in ("both", "re"):
-        re_args = BaselineArgs(epochs=args.re_epochs, batch_size=16, lr=args.lr, neg_per_sentence=args.re_neg)
+        re_args = BaselineTrainConfig(epochs=args.re_epochs, batch_size=16, lr=args.lr, neg_per_sentence=args.re_neg)
         train_relation(train_set, dev_set, types, encoder, re_dir, re_args)
     ner, relation = NerTagger.load(ner_dir), RelationClassifier.load(re_dir)
 

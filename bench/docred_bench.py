@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import median, update_section
-from re_pipeline.config import PROJECT_DIR, Settings
+from re_pipeline.config import PROJECT_DIR, DocRETrainConfig, Settings
 
 ATLOP = (
     "ATLOP, same encoder, 7 epochs: F1 51.06 / Ign F1 50.48 (held-back test); "
@@ -68,6 +68,7 @@ def describe(config: Any) -> str:
 
 
 def main() -> None:
+    defaults = DocRETrainConfig()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(PROJECT_DIR.parent / "shared/data/redocred/dev_revised.json"))
     ap.add_argument("--train-slice", default="0:400")
@@ -75,11 +76,15 @@ def main() -> None:
     ap.add_argument("--modes", default="twostep,onestep", help="comma-separated: twostep, onestep, shared")
     ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--pooling", default="mean", choices=["mean", "logsumexp"])
-    ap.add_argument("--step2-output", default="softmax", choices=["softmax", "sigmoid"])
-    ap.add_argument("--type-dim", type=int, default=20, help="entity type embedding size (0: none, as the paper)")
-    ap.add_argument("--context", default="none", choices=["none", "attention"], help="pair-localized context")
-    ap.add_argument("--step2-batch-size", type=int, default=2, help="documents per update of step 2")
-    ap.add_argument("--step2-lr", type=float, default=1e-4, help="step 2's encoder learning rate")
+    ap.add_argument("--step2-output", default=defaults.step2_output, choices=["softmax", "sigmoid"])
+    ap.add_argument(
+        "--type-dim", type=int, default=defaults.type_dim, help="entity type embedding size (0: none, as the paper)"
+    )
+    ap.add_argument("--context", default=defaults.context, choices=["none", "attention"], help="pair-localized context")
+    ap.add_argument(
+        "--step2-batch-size", type=int, default=defaults.step2_batch_size, help="documents per update of step 2"
+    )
+    ap.add_argument("--step2-lr", type=float, default=defaults.step2_lr, help="step 2's encoder learning rate")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and the speed figures")
     ap.add_argument("--train-threads", type=int, help="CPU threads for training (default: --threads)")
     ap.add_argument("--models-dir", default=str(PROJECT_DIR / "models"), help="where docred-<mode> models live")
@@ -94,7 +99,7 @@ def main() -> None:
     from re_pipeline.docred.evaluate import evaluate
     from re_pipeline.docred.metrics import train_facts
     from re_pipeline.docred.predict import DocREPredictor
-    from re_pipeline.docred.train import TrainConfig, train
+    from re_pipeline.docred.train import train
     from re_pipeline.documents import Annotations
 
     encoder = Settings.load(encoder=args.encoder).encoder_path
@@ -111,7 +116,7 @@ def main() -> None:
         out = Path(args.models_dir) / f"docred-{mode}"
         if not args.load:
             torch.set_num_threads(args.train_threads or args.threads)
-            config = TrainConfig(
+            config = DocRETrainConfig(
                 mode=mode,
                 epochs=args.epochs,
                 pooling=args.pooling,

@@ -24,13 +24,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import median, update_section
-from re_pipeline.config import PROJECT_DIR, Settings
+from re_pipeline.config import PROJECT_DIR, Settings, SpertTrainConfig
 from re_pipeline.encoder import encode, word_batches
 from re_pipeline.metrics import PRF, count_by_type, format_table, prf
 from re_pipeline.spert.data import Example, SentencePrediction, Types, docred_to_examples, read_examples
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.predict import SpertPredictor
-from re_pipeline.spert.train import TrainArgs, train
+from re_pipeline.spert.train import train
 from re_pipeline.training import set_threads, tune_malloc, update_metrics
 
 DATA = PROJECT_DIR.parent / "shared" / "data"
@@ -102,7 +102,7 @@ def main() -> None:
     train_set, dev_set, types = load_data(args.dataset, args.max_train)
 
     if not args.skip_train:
-        train_args = TrainArgs(epochs=args.epochs, seed=args.seed, device="cpu")
+        train_args = SpertTrainConfig(epochs=args.epochs, seed=args.seed, device="cpu")
         train(train_set, dev_set, types, Settings.load().encoder_path, model_dir, train_args)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     epoch_times = [h["train_seconds"] for h in metrics["history"]]

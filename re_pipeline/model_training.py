@@ -86,14 +86,14 @@ def train_models(
 
 
 def _train_spert(spec: Profile, train: list, dev: list, out: Path, encoder: str, device: str) -> dict[str, float]:
+    from re_pipeline.config import SpertTrainConfig
     from re_pipeline.spert.data import Types, document_examples
-    from re_pipeline.spert.train import TrainArgs
     from re_pipeline.spert.train import train as train_spert
 
     train_ex = [ex for d in train for ex in document_examples(d, gold=True)]
     dev_ex = [ex for d in dev for ex in document_examples(d, gold=True)]
     types = Types.from_examples(train_ex + dev_ex)
-    args = TrainArgs(epochs=spec.spert_epochs, lr=spec.spert_lr, device=device)
+    args = SpertTrainConfig(epochs=spec.spert_epochs, lr=spec.spert_lr, device=device)
     _, history = train_spert(train_ex, dev_ex, types, encoder, out, args)
     best = max(history, key=lambda h: (h.metrics.get("rel_nec_micro_f1", -1.0), h.metrics.get("ent_micro_f1", -1.0)))
     return {
@@ -114,9 +114,9 @@ def _train_coref(spec: Profile, train: list, dev: list, out: Path, encoder: str,
 
 
 def _train_docred(spec: Profile, train: list, dev: list, out: Path, encoder: str, device: str) -> dict[str, float]:
-    from re_pipeline.docred.train import TrainConfig
+    from re_pipeline.config import DocRETrainConfig
     from re_pipeline.docred.train import train as train_docred
 
-    config = TrainConfig(epochs=spec.docred_epochs, pooling=spec.docred_pooling, device=device)
+    config = DocRETrainConfig(epochs=spec.docred_epochs, pooling=spec.docred_pooling, device=device)
     metrics = train_docred(config, encoder, train, dev, out)
     return {"f1": 100 * metrics["best"]["f1"], "ign_f1": 100 * metrics["best"]["ign_f1"]}

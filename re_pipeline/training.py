@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from re_pipeline.config import FitConfig
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python and torch so sampling, shuffling, init and dropout repeat exactly."""
@@ -93,20 +95,6 @@ def linear_warmup_decay(
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-@dataclass
-class FitConfig:
-    """Optimisation settings every trainer shares; model-specific settings extend it."""
-
-    epochs: int = 20
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    grad_clip: float = 1.0
-    batch_size: int = 2
-    eval_batch_size: int = 32
-    seed: int = 42
 
 
 @dataclass

@@ -7,10 +7,10 @@ import argparse
 import pytest
 from tiny_models import EXAMPLES, TYPES, tiny_encoder
 
-from re_pipeline.baselines.common import BaselineArgs
 from re_pipeline.baselines.ner import NerTagger, bio_spans, bio_tags, entity_scores, train_ner
 from re_pipeline.baselines.pipeline import evaluate_pipeline
 from re_pipeline.baselines.relation import labelled_pairs, mark, train_relation
+from re_pipeline.config import BaselineTrainConfig
 
 EXAMPLES = EXAMPLES[:2]  # the two sentences the baselines overfit
 
@@ -64,7 +64,7 @@ def test_labelled_pairs_split_related_from_every_other_ordered_pair():
 
 
 def test_tiny_baselines_overfit_and_chain(tiny_encoder_dir, tmp_path):
-    args = BaselineArgs(epochs=40, batch_size=2, lr=2e-3, warmup=0.0, neg_per_sentence=-1)
+    args = BaselineTrainConfig(epochs=40, batch_size=2, lr=2e-3, warmup=0.0, neg_per_sentence=-1)
     tagger, history = train_ner(EXAMPLES, EXAMPLES, TYPES, tiny_encoder_dir, tmp_path / "ner", args)
     assert max(h.metrics["ent_micro_f1"] for h in history) == 100.0
     assert isinstance(NerTagger.load(tmp_path / "ner"), NerTagger)

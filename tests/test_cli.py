@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from re_pipeline.cli import build_parser, main
-from re_pipeline.config import SAMPLE_CORPUS
+from re_pipeline.config import SAMPLE_CORPUS, BaselineTrainConfig, DocRETrainConfig, SpertTrainConfig, from_args
 
 
 def _run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
@@ -62,3 +63,20 @@ def test_import_query_and_facts(
     assert code == 0 and out.strip().endswith("(2 rows)")
     code, out, _ = _run(capsys, database_url, "db", "status")
     assert "0 pending" in out and "***" not in out.split("\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "config_cls", "flag", "name", "value"),
+    [
+        (["docred", "train", "--train", "t", "--dev", "d"], DocRETrainConfig, "--step2-lr", "step2_lr", 3e-4),
+        (["spert", "train", "--train", "t", "--out", "m"], SpertTrainConfig, "--neg-relations", "neg_relations", 7),
+        (["baseline", "re", "train", "--train", "t", "--out", "m"], BaselineTrainConfig, "--neg-per-sentence",
+         "neg_per_sentence", 5),
+    ],
+)  # fmt: skip
+def test_train_flags_default_to_the_trainer_config_and_reach_it(argv, config_cls, flag, name, value) -> None:
+    parser = build_parser()
+    defaults = config_cls()
+    assert from_args(config_cls, parser.parse_args(argv)) == defaults  # the CLI adds no defaults of its own
+    changed = from_args(config_cls, parser.parse_args([*argv, flag, str(value)]))
+    assert changed == replace(defaults, **{name: value})

@@ -13,7 +13,7 @@ import pytest
 import torch
 from tiny_models import tiny_encoder
 
-from re_pipeline.config import default_encoder
+from re_pipeline.config import DocRETrainConfig, default_encoder
 from re_pipeline.docred.data import (
     DocFeatures,
     build_features,
@@ -26,7 +26,7 @@ from re_pipeline.docred.metrics import best_threshold, official_scores, step2_ac
 from re_pipeline.docred.model import DocREConfig, DocREModel
 from re_pipeline.docred.predict import DocREPredictor, decode_twostep
 from re_pipeline.docred.sampling import sample_pairs
-from re_pipeline.docred.train import TrainConfig, make_optimizer, train, train_epoch
+from re_pipeline.docred.train import make_optimizer, train, train_epoch
 from re_pipeline.documents import Annotations
 from re_pipeline.encoder import encode
 from re_pipeline.ingest import docred_document, parse_slice
@@ -407,7 +407,7 @@ def test_step2_updates_at_its_own_batch_size(tokenizer):
     """Step 2 takes ``step2_batch_size`` documents per update, step 1 ``batch_size``."""
     features = build_features(tokenizer, [docred_document(r) for r in RECORDS], RELATIONS)
     related = [f for f in features if f.labels]
-    config = TrainConfig(batch_size=3, step2_batch_size=1, device="cpu")
+    config = DocRETrainConfig(batch_size=3, step2_batch_size=1, device="cpu")
     for task, feats, updates in (("step1", features, 1), ("step2", related, len(related))):
         model = DocREModel(DocREConfig(num_labels(task, len(RELATIONS)), task), tiny_encoder(tokenizer))
         optimizer, scheduler = make_optimizer(model, config, total_steps=100)
@@ -427,7 +427,7 @@ def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch,
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
     docs = [docred_document(r) for r in RECORDS]
-    config = TrainConfig(mode, epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
+    config = DocRETrainConfig(mode, epochs=40, batch_size=3, lr=2e-3, head_lr=5e-3, warmup=0.0, device="cpu", seed=1)
     if variant == "paper":
         config.step2_output, config.type_dim = "sigmoid", 0
     if variant == "context":
@@ -445,7 +445,7 @@ def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch,
 def test_minilm_end_to_end_on_one_document(tmp_path):
     """The real MiniLM: one training epoch on a document, save, load, predict."""
     docs = [docred_document(RECORDS[0])]
-    train(TrainConfig(epochs=1, device="cpu"), default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
+    train(DocRETrainConfig(epochs=1, device="cpu"), default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     predictor = DocREPredictor.load(tmp_path / "m", "cpu")
     docs[0].predicted = Annotations(docs[0].gold.entities, [])
     predictor.predict(docs)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from tiny_models import EXAMPLES, TYPES, tiny_encoder
 
+from re_pipeline.config import SpertTrainConfig
 from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
 from re_pipeline.encoder import encode, tokenize_words
 from re_pipeline.spert.data import (
@@ -30,7 +31,7 @@ from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.model import RangePool, SpertConfig, SpertModel, candidate_spans
 from re_pipeline.spert.predict import SpertPredictor
 from re_pipeline.spert.sampling import collate, enumerate_spans, sample
-from re_pipeline.spert.train import TrainArgs, train
+from re_pipeline.spert.train import train
 from re_pipeline.text import from_tokens
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -280,7 +281,7 @@ def test_predictions_keep_input_order_and_skip_empty_sentences(tokenizer, max_to
 
 
 def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(tokenizer, tmp_path):
-    args = TrainArgs(
+    args = SpertTrainConfig(
         epochs=40,
         lr=1e-2,
         warmup=0.0,
@@ -319,7 +320,7 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
 
 
 def test_training_is_reproducible(tokenizer):
-    args = TrainArgs(epochs=2, lr=1e-3, seed=3, device="cpu", neg_entities=5, neg_relations=5)
+    args = SpertTrainConfig(epochs=2, lr=1e-3, seed=3, device="cpu", neg_entities=5, neg_relations=5)
     runs = [train(EXAMPLES, [], TYPES, tiny_encoder(tokenizer), None, args, tokenizer)[1] for _ in range(2)]
     assert [h.loss for h in runs[0]] == [h.loss for h in runs[1]]
 

@@ -11,11 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from re_pipeline.config import BaselineTrainConfig, from_args
 from re_pipeline.spert.data import Types, load_examples
 
 
 def register(subparsers: Any) -> None:
     """Add the ``baseline`` command and its sub-commands to the main CLI's subparsers."""
+    defaults = BaselineTrainConfig()
     baseline = subparsers.add_parser(
         "baseline", help="pipeline baselines: BIO NER and a marker-based relation classifier"
     )
@@ -32,16 +34,23 @@ def register(subparsers: Any) -> None:
         train.add_argument("--types", type=Path, help="types.json; default: the one beside --train")
         train.add_argument("--out", required=True, type=Path, help="model directory to write")
         train.add_argument("--encoder", help="encoder name or path; default: the configured encoder (MiniLM)")
-        train.add_argument("--epochs", type=int, default=5, help="training epochs")
-        train.add_argument("--batch-size", type=int, default=8, help="sentences per training step")
+        train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
+        train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per training step")
         train.add_argument(
-            "--lr", type=float, default=5e-5, help="peak learning rate (AdamW, linear warmup 10%% then decay)"
+            "--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, linear warmup 10%% then decay)"
         )
         train.add_argument("--max-train", type=int, help="use only the first N training sentences")
-        train.add_argument("--seed", type=int, default=42, help="seeds sampling, shuffling, init and dropout")
+        train.add_argument(
+            "--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout"
+        )
         train.add_argument("--threads", type=int, help="torch CPU threads")
         if task == "re":
-            train.add_argument("--neg-per-sentence", type=int, default=2, help="`none` pairs per sentence (-1: all)")
+            train.add_argument(
+                "--neg-per-sentence",
+                type=int,
+                default=defaults.neg_per_sentence,
+                help="`none` pairs per sentence (-1: all)",
+            )
         train.set_defaults(func=cmd_train, task=task)
 
         ev = sub.add_parser("evaluate", help=f"evaluate the {text} model")
@@ -60,7 +69,6 @@ def _types(path: Path | None, data: Path) -> Types:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from re_pipeline.baselines.common import BaselineArgs
     from re_pipeline.config import Settings
     from re_pipeline.training import set_threads, tune_malloc
 
@@ -68,12 +76,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     tune_malloc()
     train_set = load_examples(args.train)[: args.max_train]
     dev_set = load_examples(args.dev) if args.dev else []
-    options = BaselineArgs(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    options = from_args(BaselineTrainConfig, args)
     if args.task == "re":
         from re_pipeline.baselines.relation import train_relation as train
     else:
         from re_pipeline.baselines.ner import train_ner as train
-    options.neg_per_sentence = getattr(args, "neg_per_sentence", options.neg_per_sentence)
     encoder = Settings.load(encoder=args.encoder).encoder_path
     _, history = train(train_set, dev_set, _types(args.types, args.train), encoder, args.out, options)
     print(f"model written to {args.out}; last epoch: {history[-1].metrics or history[-1].loss}")

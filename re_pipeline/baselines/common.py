@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from re_pipeline.config import BaselineTrainConfig
 from re_pipeline.encoder import load_tokenizer
-from re_pipeline.training import EpochLog, FitConfig, fit, update_metrics, write_report
-
-
-@dataclass
-class BaselineArgs(FitConfig):
-    epochs: int = 5
-    batch_size: int = 8
-    neg_per_sentence: int = 2  # relation baseline: `none` pairs sampled per sentence each epoch (-1 = all)
+from re_pipeline.training import EpochLog, fit, update_metrics, write_report
 
 
 def run_training(
@@ -28,7 +22,7 @@ def run_training(
     dev_scores: Callable[[], dict[str, float]] | None,
     metric: str,
     out_dir: str | Path | None,
-    args: BaselineArgs,
+    args: BaselineTrainConfig,
     desc: str,
 ) -> list[EpochLog]:
     """``fit`` with the best epoch saved as a Hugging Face model directory, plus metrics.json and the curve."""

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from re_pipeline.baselines.common import BaselineArgs, load_hf_model, new_hf_model, run_training
+from re_pipeline.baselines.common import load_hf_model, new_hf_model, run_training
+from re_pipeline.config import BaselineTrainConfig
 from re_pipeline.encoder import WordBatch, tokenize_words, word_batches
 from re_pipeline.metrics import Scores, count_by_type, summarize
 from re_pipeline.spert.data import Example, Types
@@ -96,7 +97,7 @@ def train_ner(
     types: Types,
     encoder: str,
     out_dir: str | Path | None,
-    args: BaselineArgs,
+    args: BaselineTrainConfig,
 ) -> tuple[NerTagger, list[Any]]:
     seed_everything(args.seed)
     labels = bio_labels(types)

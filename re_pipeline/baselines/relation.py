@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from re_pipeline.baselines.common import BaselineArgs, load_hf_model, new_hf_model, run_training
+from re_pipeline.baselines.common import load_hf_model, new_hf_model, run_training
+from re_pipeline.config import BaselineTrainConfig
 from re_pipeline.encoder import tokenize_words, word_batches
 from re_pipeline.spert.data import Example, PredictedEntity, PredictedRelation, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
@@ -108,7 +109,7 @@ def train_relation(
     types: Types,
     encoder: str,
     out_dir: str | Path | None,
-    args: BaselineArgs,
+    args: BaselineTrainConfig,
 ) -> tuple[RelationClassifier, list[Any]]:
     """Train on gold entity pairs; the dev score is strict relation F1 given gold entities."""
     seed_everything(args.seed)

@@ -11,11 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from re_pipeline.config import DocRETrainConfig, from_args
+
 DEFAULT_DATA = "../shared/data/redocred/dev_revised.json"
 
 
 def register(subparsers: Any) -> None:
     """Add ``docred`` with its ``train``, ``evaluate`` and ``predict`` commands."""
+    defaults = DocRETrainConfig()
     docred = subparsers.add_parser(
         "docred",
         help="document-level relation extraction: the DocRED two-step model",
@@ -26,6 +29,7 @@ def register(subparsers: Any) -> None:
     train = commands.add_parser(
         "train",
         help="train a two-step (or one-step) model directory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train on DocRED-format JSON; the dev set picks the best epoch and tunes the thresholds. "
         "Example (first 400 / last 100 documents of one file): "
         f"re-pipeline docred train --train {DEFAULT_DATA} --train-slice 0:400 --dev {DEFAULT_DATA} "
@@ -43,35 +47,47 @@ def register(subparsers: Any) -> None:
         default="twostep",
         help="twostep: two models (paper); onestep: the BiLinear baseline; shared: both steps on one encoder",
     )
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (paper: 1e-5 for BERT-base)")
-    train.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the projection and BiLinear")
-    train.add_argument("--batch-size", type=int, default=4, help="documents per update")
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
     train.add_argument(
-        "--step2-batch-size", type=int, default=2, help="documents per update of step 2 (it sees fewer pairs)"
+        "--lr", type=float, default=defaults.lr, help="encoder learning rate (paper: 1e-5 for BERT-base)"
     )
-    train.add_argument("--step2-lr", type=float, default=1e-4, help="step 2's encoder learning rate")
     train.add_argument(
-        "--pooling", choices=["mean", "logsumexp"], default="logsumexp", help="entity over mentions (paper: mean)"
+        "--head-lr", type=float, default=defaults.head_lr, help="learning rate of the projection and BiLinear"
     )
-    train.add_argument("--na-ratio", type=float, default=3.0, help="step 1's sampled N/A pairs per related pair")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="documents per update")
+    train.add_argument(
+        "--step2-batch-size",
+        type=int,
+        default=defaults.step2_batch_size,
+        help="documents per update of step 2 (it sees fewer pairs)",
+    )
+    train.add_argument("--step2-lr", type=float, default=defaults.step2_lr, help="step 2's encoder learning rate")
+    train.add_argument(
+        "--pooling", choices=["mean", "logsumexp"], default=defaults.pooling, help="entity over mentions (paper: mean)"
+    )
+    train.add_argument(
+        "--na-ratio", type=float, default=defaults.na_ratio, help="step 1's sampled N/A pairs per related pair"
+    )
     train.add_argument(
         "--step2-output",
         choices=["softmax", "sigmoid"],
-        default="softmax",
+        default=defaults.step2_output,
         help="step 2's type scores: one softmax (top type + any above a tuned threshold) or 96 sigmoids",
     )
     train.add_argument(
-        "--type-dim", type=int, default=20, help="entity type embedding size; 0 leaves types out (the paper's model)"
+        "--type-dim",
+        type=int,
+        default=defaults.type_dim,
+        help="entity type embedding size; 0 leaves types out (the paper's model)",
     )
     train.add_argument(
         "--context",
         choices=["none", "attention"],
-        default="none",
+        default=defaults.context,
         help="attention: add a learned pair-localized context (tokens both entities attend to) to each pair's "
         "scores; on Re-DocRED it learns faster but ends level at 10 epochs (BENCHMARKS.md)",
     )
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout")
     _common(train)
     train.set_defaults(func=cmd_train)
 
@@ -128,26 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     _setup(args)
     from re_pipeline.config import Settings
     from re_pipeline.docred.data import load_docred
-    from re_pipeline.docred.train import TrainConfig, train
+    from re_pipeline.docred.train import train
 
     train_docs = load_docred(args.train, args.train_slice)[: args.max_train]
     dev_docs = load_docred(args.dev, args.dev_slice)
-    config = TrainConfig(
-        mode=args.mode,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        step2_batch_size=args.step2_batch_size,
-        step2_lr=args.step2_lr,
-        lr=args.lr,
-        head_lr=args.head_lr,
-        na_ratio=args.na_ratio,
-        pooling=args.pooling,
-        step2_output=args.step2_output,
-        type_dim=args.type_dim,
-        context=args.context,
-        seed=args.seed,
-        device=args.device,
-    )
+    config = from_args(DocRETrainConfig, args)
     metrics = train(config, Settings.load(encoder=args.encoder).encoder_path, train_docs, dev_docs, args.out)
     best = metrics["best"]
     print(f"best epoch {best['epoch']}: F1 {100 * best['f1']:.2f}, Ign F1 {100 * best['ign_f1']:.2f} -> {args.out}")

@@ -14,7 +14,7 @@ parameters) on 400 documents for 10 epochs sees ~1,000 updates at batch 4, so we
 5e-5 for the encoder (the usual rate for small BERTs; ATLOP uses it too) and 1e-3
 for the freshly initialized projection and BiLinear layers, which otherwise barely
 move in so few steps. Step 2 sees only related pairs, so it trains at 2 documents a
-batch and an encoder rate of 1e-4 (``TrainConfig.batch_size_of``). Defaults (10 epochs,
+batch and an encoder rate of 1e-4 (``DocRETrainConfig.batch_size_of``). Defaults (10 epochs,
 log-sum-exp pooling over mentions, a softmax step 2, entity type embeddings) are the best
 measured here: Re-DocRED dev F1 52.9 and step-2 accuracy 84.8 (51.7 and 83.5 with step
 1's batch and rate for step 2), against 51.2 and 80.0 with 96 sigmoids and no types, and
@@ -27,13 +27,14 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from re_pipeline.config import DocRETrainConfig
 from re_pipeline.docred.data import DocFeatures, Pair, batches, build_features, collate, num_labels
 from re_pipeline.docred.evaluate import evaluate
 from re_pipeline.docred.metrics import train_facts
@@ -46,46 +47,13 @@ from re_pipeline.relation_types import docred_relations
 from re_pipeline.training import EpochLog, adamw, linear_warmup_decay, plot_curves, seed_everything, write_json
 
 
-@dataclass
-class TrainConfig:
-    mode: str = "twostep"  # "onestep" or "shared"
-    epochs: int = 10
-    batch_size: int = 4  # documents per update
-    step2_batch_size: int = 2  # step 2's own (see ``batch_size_of``)
-    lr: float = 5e-5  # encoder
-    step2_lr: float = 1e-4  # step 2's encoder (see ``batch_size_of``)
-    head_lr: float = 1e-3  # projection + BiLinear
-    warmup: float = 0.06
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    na_ratio: float = 3.0  # step 1's N/A : related
-    pooling: str = "logsumexp"  # or "mean" (the paper's)
-    step2_output: str = "softmax"  # or "sigmoid": how step 2 reads its type scores (see DocREConfig.output)
-    type_dim: int = 20  # entity type embedding size; 0: no types (the paper's model)
-    context: str = "none"  # or "attention": a learned pair-localized context (see DocREConfig.context)
-    seed: int = 42
-    device: str = "auto"
-
-    def batch_size_of(self, task: str) -> int:
-        """Documents per update of ``task``. Step 2 learns only from related pairs, ~30 per
-        document, so at 4 documents a batch it gets ~100 updates an epoch on 400 documents;
-        2 documents a batch and twice the encoder rate let it learn more from the same
-        encoder passes. Step 2 alone on Re-DocRED dev [0:400], accuracy on [-100:] after
-        10 epochs: 83.5 (batch 4, 5e-5), 84.6 (batch 2), 84.7 (batch 1), 85.1 (batch 2, 1e-4)."""
-        return self.step2_batch_size if task == "step2" else self.batch_size
-
-    def lr_of(self, task: str) -> float:
-        """Encoder learning rate of ``task`` (see ``batch_size_of``)."""
-        return self.step2_lr if task == "step2" else self.lr
-
-
-def make_optimizer(model: DocREModel, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+def make_optimizer(model: DocREModel, config: DocRETrainConfig, total_steps: int) -> tuple[Any, Any]:
     """AdamW with one rate for the pretrained encoder and a higher one for the new head."""
     optimizer = adamw(model, config.lr_of(model.config.task), config.weight_decay, head_lr=config.head_lr)
     return optimizer, linear_warmup_decay(optimizer, total_steps, config.warmup)
 
 
-def training_pairs(task: str, feature: DocFeatures, rng: random.Random, config: TrainConfig) -> list[Pair]:
+def training_pairs(task: str, feature: DocFeatures, rng: random.Random, config: DocRETrainConfig) -> list[Pair]:
     if task in ("step1", "shared"):
         return sample_pairs(feature, rng, config.na_ratio)
     if task == "step2":
@@ -100,7 +68,7 @@ def train_epoch(
     optimizer: Any,
     scheduler: Any,
     rng: random.Random,
-    config: TrainConfig,
+    config: DocRETrainConfig,
     num_relations: int,
     pad_id: int,
     desc: str = "",
@@ -131,7 +99,7 @@ def train_epoch(
 
 
 def train(
-    config: TrainConfig,
+    config: DocRETrainConfig,
     encoder: str,
     train_docs: Sequence[Document],
     dev_docs: Sequence[Document],

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from re_pipeline.config import SpertTrainConfig, from_args
 from re_pipeline.spert.data import Types, load_examples
-
-_DEFAULTS = {"epochs": 20, "batch_size": 2, "lr": 5e-5, "neg_entities": 100, "neg_relations": 100}
 
 
 def register(subparsers: Any) -> None:
     """Add the ``spert`` command and its sub-commands to the main CLI's subparsers."""
+    defaults = SpertTrainConfig()
     spert = subparsers.add_parser("spert", help="SpERT joint entity and relation extraction (train, evaluate, predict)")
     sub = spert.add_subparsers(dest="spert_command", required=True)
 
@@ -38,19 +38,21 @@ def register(subparsers: Any) -> None:
     train.add_argument("--dev-range", help="START:END of --dev")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
     train.add_argument("--encoder", help="encoder name or path; default: the configured encoder (MiniLM)")
-    train.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"], help="training epochs")
-    train.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"], help="sentences per training step")
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per training step")
     train.add_argument(
-        "--lr", type=float, default=_DEFAULTS["lr"], help="peak learning rate (AdamW, linear warmup 10%% then decay)"
+        "--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, linear warmup 10%% then decay)"
     )
-    train.add_argument("--neg-entities", type=int, default=_DEFAULTS["neg_entities"], help="Ne per sentence")
-    train.add_argument("--neg-relations", type=int, default=_DEFAULTS["neg_relations"], help="Nr per sentence")
-    train.add_argument("--fusion", choices=["max", "sum", "mean"], default="max", help="span fusion (ablation)")
+    train.add_argument("--neg-entities", type=int, default=defaults.neg_entities, help="Ne per sentence")
+    train.add_argument("--neg-relations", type=int, default=defaults.neg_relations, help="Nr per sentence")
     train.add_argument(
-        "--context", choices=["localized", "full", "cls"], default="localized", help="relation context (ablation)"
+        "--fusion", choices=["max", "sum", "mean"], default=defaults.fusion, help="span fusion (ablation)"
+    )
+    train.add_argument(
+        "--context", choices=["localized", "full", "cls"], default=defaults.context, help="relation context (ablation)"
     )
     train.add_argument("--max-train", type=int, help="use only the first N training sentences (quick runs)")
-    train.add_argument("--seed", type=int, default=42, help="seeds sampling, shuffling, init and dropout")
+    train.add_argument("--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout")
     _runtime_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -108,23 +110,12 @@ def _types_for(args: argparse.Namespace, train_set: list[Any]) -> Types:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from re_pipeline.config import Settings
-    from re_pipeline.spert.train import TrainArgs, train
+    from re_pipeline.spert.train import train
 
     _setup(args)
     train_set = load_examples(args.train, args.train_range)[: args.max_train]
     dev_set = load_examples(args.dev, args.dev_range) if args.dev else []
-    train_args = TrainArgs(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        neg_entities=args.neg_entities,
-        neg_relations=args.neg_relations,
-        fusion=args.fusion,
-        context=args.context,
-        seed=args.seed,
-        eval_batch_size=args.eval_batch_size,
-        device=args.device,
-    )
+    train_args = from_args(SpertTrainConfig, args)
     encoder = Settings.load(encoder=args.encoder).encoder_path
     _, history = train(train_set, dev_set, _types_for(args, train_set), encoder, args.out, train_args)
     print(f"model written to {args.out}; last epoch: {history[-1].metrics or history[-1].loss}")

@@ -1,4 +1,4 @@
-"""Training SpERT with the paper's hyperparameters (defaults of :class:`TrainArgs`).
+"""Training SpERT with the paper's hyperparameters (defaults of :class:`SpertTrainConfig`).
 
 Each epoch shuffles the sentences, draws fresh negative samples and runs one
 encoder pass per sentence in batches of 2; after each epoch the dev set is
@@ -9,35 +9,20 @@ evaluated and the best model directory (by strict relation F1) is kept, with
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from re_pipeline.config import SpertTrainConfig
 from re_pipeline.encoder import load_encoder, load_tokenizer, resolve_device
 from re_pipeline.spert.data import Example, Types
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.model import SpertBatch, SpertConfig, SpertModel
 from re_pipeline.spert.predict import SpertPredictor
 from re_pipeline.spert.sampling import collate, sample
-from re_pipeline.training import EpochLog, FitConfig, fit, seed_everything, write_json, write_report
-
-
-@dataclass
-class TrainArgs(FitConfig):
-    """SpERT's paper settings (the optimisation ones in ``FitConfig``)."""
-
-    neg_entities: int = 100
-    neg_relations: int = 100
-    max_span_width: int = 10
-    width_dim: int = 25
-    dropout: float = 0.1
-    fusion: str = "max"
-    context: str = "localized"
-    relation_threshold: float = 0.4
-    device: str = "auto"
-    metric: str = "rel_nec_micro_f1"  # selects the kept checkpoint
+from re_pipeline.training import EpochLog, fit, seed_everything, write_json, write_report
 
 
 def train(
@@ -46,7 +31,7 @@ def train(
     types: Types,
     encoder: str | torch.nn.Module,
     out_dir: str | Path | None,
-    args: TrainArgs,
+    args: SpertTrainConfig,
     tokenizer: Any = None,
 ) -> tuple[SpertModel, list[EpochLog]]:
     """Train on ``train_set``, evaluate on ``dev_set`` after every epoch; return the model and the epoch logs.
