@@ -5,7 +5,7 @@ Trains the BIO NER tagger and the marker-based relation classifier on train.json
 relations over every ordered pair of predicted entities) and scores everything
 with SpERT's evaluator, next to the SpERT model from ``bench/spert_bench.py``.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.baselines_bench --threads 1
+    .venv/bin/python bench/baselines_bench.py --threads 1
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ trained model directory (its metrics.json holds the per-epoch training times).
 
 Run from the repository root, e.g.::
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.spert_bench --threads 1
+    .venv/bin/python bench/spert_bench.py --threads 1
 """
 
 from __future__ import annotations
