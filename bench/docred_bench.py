@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import median, update_section
-from re_pipeline.config import PROJECT_DIR, DocRETrainConfig, Settings
+from re_pipeline.config import PROJECT_DIR, DocRETrainConfig, Settings, from_args
 
 ATLOP = (
     "ATLOP, same encoder, 7 epochs: F1 51.06 / Ign F1 50.48 (held-back test); "
@@ -64,7 +65,8 @@ def describe(config: Any) -> str:
     """A DocRE model's configuration in a few words, for the report."""
     types = f"{config.type_dim}-dim entity types" if config.entity_types else "no entity types"
     context = ", pair-localized context" if config.context == "attention" else ""
-    return f"({config.pooling} pooling, {config.output} outputs, {types}{context})"
+    markers = ", entity markers" if config.markers else ""
+    return f"({config.pooling} pooling, {config.output} outputs, {types}{context}{markers})"
 
 
 def main() -> None:
@@ -84,6 +86,8 @@ def main() -> None:
     ap.add_argument(
         "--step2-batch-size", type=int, default=defaults.step2_batch_size, help="documents per update of step 2"
     )
+    ap.add_argument("--markers", action=argparse.BooleanOptionalAction, default=defaults.markers, help="entity markers")
+    ap.add_argument("--step2-epochs", type=int, default=defaults.step2_epochs, help="step 2's epochs (0: --epochs)")
     ap.add_argument("--step2-lr", type=float, default=defaults.step2_lr, help="step 2's encoder learning rate")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and the speed figures")
     ap.add_argument("--train-threads", type=int, help="CPU threads for training (default: --threads)")
@@ -116,17 +120,7 @@ def main() -> None:
         out = Path(args.models_dir) / f"docred-{mode}"
         if not args.load:
             torch.set_num_threads(args.train_threads or args.threads)
-            config = DocRETrainConfig(
-                mode=mode,
-                epochs=args.epochs,
-                pooling=args.pooling,
-                step2_output=args.step2_output,
-                type_dim=args.type_dim,
-                context=args.context,
-                step2_batch_size=args.step2_batch_size,
-                step2_lr=args.step2_lr,
-                device="cpu",
-            )
+            config = replace(from_args(DocRETrainConfig, args), mode=mode, device="cpu")
             train(config, encoder, train_docs, dev_docs, out)
             torch.set_num_threads(args.threads)
         predictor = DocREPredictor.load(out, "cpu")
@@ -168,16 +162,17 @@ def main() -> None:
             )
 
     n_train, n_dev = len(train_docs), len(dev_docs)
+    epochs = f"{args.epochs} epochs" + (f" (step 2: {args.step2_epochs})" if args.step2_epochs else "")
     trained = (
         ""
         if not args.load
         else (
             f"\nModels loaded from {args.models_dir}/docred-<mode>, trained earlier by this script without `--load` "
-            f"and the same settings ({args.epochs} epochs); settings in each model's config.json.\n"
+            f"and the same settings ({epochs}); settings in each model's config.json.\n"
         )
     )
     body = f"""Encoder: `{Path(encoder).name}` ({encoder}); trained on `{args.data}` [{args.train_slice}]
-({n_train} documents), evaluated on [{args.dev_slice}] ({n_dev} documents), {args.epochs} epochs, pooling
+({n_train} documents), evaluated on [{args.dev_slice}] ({n_dev} documents), {epochs}, pooling
 {args.pooling}, {args.train_threads or args.threads} CPU thread(s) for training, {args.threads} for the rest.
 Model settings (from the model directories): {"; ".join(settings)}.
 Thresholds are tuned on the same dev documents (as the paper and DocRED's

@@ -166,6 +166,7 @@ class DocRETrainConfig:
     mode: str = "twostep"  # "onestep" or "shared"
     epochs: int = 10
     batch_size: int = 4  # documents per update
+    step2_epochs: int = 0  # step 2's own; 0: as many as ``epochs`` (see ``epochs_of``)
     step2_batch_size: int = 2  # step 2's own (see ``batch_size_of``)
     lr: float = 5e-5  # encoder
     step2_lr: float = 1e-4  # step 2's encoder (see ``batch_size_of``)
@@ -178,6 +179,7 @@ class DocRETrainConfig:
     step2_output: str = "softmax"  # or "sigmoid": how step 2 reads its type scores (see DocREConfig.output)
     type_dim: int = 20  # entity type embedding size; 0: no types (the paper's model)
     context: str = "none"  # or "attention": a learned pair-localized context (see DocREConfig.context)
+    markers: bool = False  # entity markers around mentions (see docred.data.build_features)
     seed: int = 42
     device: str = "auto"
 
@@ -188,6 +190,11 @@ class DocRETrainConfig:
         encoder passes. Step 2 alone on Re-DocRED dev [0:400], accuracy on [-100:] after
         10 epochs: 83.5 (batch 4, 5e-5), 84.6 (batch 2), 84.7 (batch 1), 85.1 (batch 2, 1e-4)."""
         return self.step2_batch_size if task == "step2" else self.batch_size
+
+    def epochs_of(self, task: str) -> int:
+        """Epochs of ``task``: step 2 may train longer than step 1 (rounds past step 1's
+        last train step 2 alone)."""
+        return (self.step2_epochs or self.epochs) if task == "step2" else self.epochs
 
     def lr_of(self, task: str) -> float:
         """Encoder learning rate of ``task`` (see ``batch_size_of``)."""

@@ -61,6 +61,9 @@ def register(subparsers: Any) -> None:
         default=defaults.step2_batch_size,
         help="documents per update of step 2 (it sees fewer pairs)",
     )
+    train.add_argument(
+        "--step2-epochs", type=int, default=defaults.step2_epochs, help="step 2's epochs (0: as many as --epochs)"
+    )
     train.add_argument("--step2-lr", type=float, default=defaults.step2_lr, help="step 2's encoder learning rate")
     train.add_argument(
         "--pooling", choices=["mean", "logsumexp"], default=defaults.pooling, help="entity over mentions (paper: mean)"
@@ -86,6 +89,12 @@ def register(subparsers: Any) -> None:
         default=defaults.context,
         help="attention: add a learned pair-localized context (tokens both entities attend to) to each pair's "
         "scores; on Re-DocRED it learns faster but ends level at 10 epochs (BENCHMARKS.md)",
+    )
+    train.add_argument(
+        "--markers",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.markers,
+        help="put '*' around every mention in the encoder's input (ATLOP's entity markers)",
     )
     train.add_argument("--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout")
     _common(train)

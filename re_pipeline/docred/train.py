@@ -113,8 +113,8 @@ def train(
     device = resolve_device(config.device)
     relations = relations or docred_relations()
     tokenizer = load_tokenizer(encoder)
-    train_feats = build_features(tokenizer, train_docs, relations)
-    dev_feats = build_features(tokenizer, dev_docs, relations)
+    train_feats = build_features(tokenizer, train_docs, relations, markers=config.markers)
+    dev_feats = build_features(tokenizer, dev_docs, relations, markers=config.markers)
     in_train = train_facts(train_docs)
     tasks = MODES[config.mode]
     entity_types = sorted({t for f in train_feats for t in f.entity_types}) if config.type_dim else []
@@ -129,18 +129,20 @@ def train(
             entity_types=entity_types,
             type_dim=config.type_dim,
             context=config.context,
+            markers=config.markers,
         )
         models[task] = DocREModel.from_encoder(model_config, encoder).to(device)
         # Step 2 learns only from related pairs: documents without any teach it nothing.
         task_feats[task] = [f for f in train_feats if f.labels] if task == "step2" else train_feats
-        steps = config.epochs * math.ceil(len(task_feats[task]) / config.batch_size_of(task))
+        steps = config.epochs_of(task) * math.ceil(len(task_feats[task]) / config.batch_size_of(task))
         optimizers[task] = make_optimizer(models[task], config, steps)
     predictor = DocREPredictor(
         config.mode, models, tokenizer, relations, extra={"encoder": encoder, "train": asdict(config)}
     )
     history: list[EpochLog] = []
     best: dict[str, Any] = {"f1": -1.0}
-    for epoch in range(1, config.epochs + 1):
+    rounds = max(config.epochs_of(task) for task in tasks)
+    for epoch in range(1, rounds + 1):
         start = time.perf_counter()
         losses = {
             task: train_epoch(
@@ -152,9 +154,10 @@ def train(
                 config,
                 len(relations),
                 tokenizer.pad_token_id or 0,
-                f"{task} epoch {epoch}/{config.epochs}",
+                f"{task} epoch {epoch}/{config.epochs_of(task)}",
             )
             for task in tasks
+            if epoch <= config.epochs_of(task)
         }
         log = EpochLog(epoch, sum(losses.values()), time.perf_counter() - start)
         start = time.perf_counter()
