@@ -87,7 +87,9 @@ def main() -> None:
         "--step2-batch-size", type=int, default=defaults.step2_batch_size, help="documents per update of step 2"
     )
     ap.add_argument("--markers", action=argparse.BooleanOptionalAction, default=defaults.markers, help="entity markers")
-    ap.add_argument("--step2-epochs", type=int, default=defaults.step2_epochs, help="step 2's epochs (0: --epochs)")
+    ap.add_argument(
+        "--step2-extra-epochs", type=int, default=defaults.step2_extra_epochs, help="step 2's epochs beyond --epochs"
+    )
     ap.add_argument("--step2-lr", type=float, default=defaults.step2_lr, help="step 2's encoder learning rate")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for evaluation and the speed figures")
     ap.add_argument("--train-threads", type=int, help="CPU threads for training (default: --threads)")
@@ -162,7 +164,9 @@ def main() -> None:
             )
 
     n_train, n_dev = len(train_docs), len(dev_docs)
-    epochs = f"{args.epochs} epochs" + (f" (step 2: {args.step2_epochs})" if args.step2_epochs else "")
+    epochs = f"{args.epochs} epochs"
+    if args.step2_extra_epochs:
+        epochs += f" (step 2: {args.epochs + args.step2_extra_epochs})"
     trained = (
         ""
         if not args.load

@@ -166,7 +166,7 @@ class DocRETrainConfig:
     mode: str = "twostep"  # "onestep" or "shared"
     epochs: int = 10
     batch_size: int = 4  # documents per update
-    step2_epochs: int = 0  # step 2's own; 0: as many as ``epochs`` (see ``epochs_of``)
+    step2_extra_epochs: int = 0  # step 2 trains this many epochs more than step 1 (see ``epochs_of``)
     step2_batch_size: int = 2  # step 2's own (see ``batch_size_of``)
     lr: float = 5e-5  # encoder
     step2_lr: float = 1e-4  # step 2's encoder (see ``batch_size_of``)
@@ -194,7 +194,7 @@ class DocRETrainConfig:
     def epochs_of(self, task: str) -> int:
         """Epochs of ``task``: step 2 may train longer than step 1 (rounds past step 1's
         last train step 2 alone)."""
-        return (self.step2_epochs or self.epochs) if task == "step2" else self.epochs
+        return self.epochs + self.step2_extra_epochs if task == "step2" else self.epochs
 
     def lr_of(self, task: str) -> float:
         """Encoder learning rate of ``task`` (see ``batch_size_of``)."""

@@ -441,14 +441,14 @@ def test_step2_may_train_more_rounds_than_step1(tmp_path, tokenizer, monkeypatch
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
     docs = [docred_document(r) for r in RECORDS]
-    config = DocRETrainConfig(epochs=1, step2_epochs=3, batch_size=3, device="cpu")
+    config = DocRETrainConfig(epochs=1, step2_extra_epochs=2, batch_size=3, device="cpu")
     history = train(config, default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)["history"]
     assert [sorted(k for k in h["metrics"] if k.startswith("loss_")) for h in history] == [
         ["loss_step1", "loss_step2"],
         ["loss_step2"],
         ["loss_step2"],
     ]
-    assert DocRETrainConfig(epochs=4).epochs_of("step2") == 4  # 0: as many as step 1
+    assert DocRETrainConfig(epochs=4).epochs_of("step2") == 4  # by default as many as step 1
 
 
 @pytest.mark.parametrize(

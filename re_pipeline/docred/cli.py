@@ -62,7 +62,10 @@ def register(subparsers: Any) -> None:
         help="documents per update of step 2 (it sees fewer pairs)",
     )
     train.add_argument(
-        "--step2-epochs", type=int, default=defaults.step2_epochs, help="step 2's epochs (0: as many as --epochs)"
+        "--step2-extra-epochs",
+        type=int,
+        default=defaults.step2_extra_epochs,
+        help="epochs step 2 trains beyond --epochs (it learns from fewer pairs)",
     )
     train.add_argument("--step2-lr", type=float, default=defaults.step2_lr, help="step 2's encoder learning rate")
     train.add_argument(
