@@ -65,8 +65,7 @@ def describe(config: Any) -> str:
     """A DocRE model's configuration in a few words, for the report."""
     types = f"{config.type_dim}-dim entity types" if config.entity_types else "no entity types"
     context = ", pair-localized context" if config.context == "attention" else ""
-    markers = ", entity markers" if config.markers else ""
-    return f"({config.pooling} pooling, {config.output} outputs, {types}{context}{markers})"
+    return f"({config.pooling} pooling, {config.output} outputs, {types}{context})"
 
 
 def main() -> None:
@@ -86,7 +85,6 @@ def main() -> None:
     ap.add_argument(
         "--step2-batch-size", type=int, default=defaults.step2_batch_size, help="documents per update of step 2"
     )
-    ap.add_argument("--markers", action=argparse.BooleanOptionalAction, default=defaults.markers, help="entity markers")
     ap.add_argument(
         "--step2-extra-epochs", type=int, default=defaults.step2_extra_epochs, help="step 2's epochs beyond --epochs"
     )

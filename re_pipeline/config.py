@@ -179,7 +179,6 @@ class DocRETrainConfig:
     step2_output: str = "softmax"  # or "sigmoid": how step 2 reads its type scores (see DocREConfig.output)
     type_dim: int = 20  # entity type embedding size; 0: no types (the paper's model)
     context: str = "none"  # or "attention": a learned pair-localized context (see DocREConfig.context)
-    markers: bool = False  # entity markers around mentions (see docred.data.build_features)
     seed: int = 42
     device: str = "auto"
 

@@ -19,7 +19,6 @@ from re_pipeline.docred.data import (
     build_features,
     collate,
     document_to_docred,
-    insert_markers,
     num_labels,
 )
 from re_pipeline.docred.evaluate import evaluate, tune
@@ -106,25 +105,6 @@ def test_docred_round_trip_and_features(tokenizer):
     assert tokenizer.decode(ada.input_ids[start:end]) == "ada lovelace"
     assert ada.labels == {(0, 1): {3}, (0, 3): {2}, (2, 3): {0, 1}}
     assert parse_slice("-100:") == slice(-100, None) and parse_slice("0:400") == slice(0, 400)
-
-
-def test_entity_markers_surround_every_mention_and_mentions_read_their_start_marker(tokenizer):
-    # Hand-made: [CLS] a b c d [SEP] with mentions (1, 3) "a b" and (3, 4) "c": "c" starts where "a b" ends.
-    ids, spans = insert_markers([101, 1, 2, 3, 4, 102], [(1, 3), (3, 4)], 9)
-    assert ids == [101, 9, 1, 2, 9, 9, 3, 9, 4, 102]
-    assert spans == [(1, 2), (5, 6)]  # each on the marker right before its first subword
-    docs = [docred_document(r) for r in RECORDS]
-    plain = build_features(tokenizer, docs, RELATIONS)
-    marked = build_features(tokenizer, docs, RELATIONS, markers=True)
-    star = tokenizer.convert_tokens_to_ids("*")
-    for p, m in zip(plain, marked, strict=True):
-        assert len(m.input_ids) == len(p.input_ids) + 2 * len(p.mention_spans)
-        assert [t for t in m.input_ids if t != star] == p.input_ids  # only markers were added
-        for (ps, pe), (ms, me) in zip(p.mention_spans, m.mention_spans, strict=True):
-            assert (me - ms, m.input_ids[ms]) == (1, star)
-            assert m.input_ids[ms + 1 : ms + 1 + pe - ps] == p.input_ids[ps:pe]  # the mention follows its marker
-            assert m.input_ids[ms + 1 + pe - ps] == star  # and its end marker follows it
-        assert (m.entity_mentions, m.labels) == (p.entity_mentions, p.labels)
 
 
 def test_collate_pads_everything_with_false_masks(tokenizer):
@@ -452,21 +432,13 @@ def test_step2_may_train_more_rounds_than_step1(tmp_path, tokenizer, monkeypatch
 
 
 @pytest.mark.parametrize(
-    "mode, variant",
-    [
-        ("twostep", "defaults"),
-        ("twostep", "paper"),
-        ("twostep", "context"),
-        ("twostep", "markers"),
-        ("shared", "defaults"),
-    ],
+    "mode, variant", [("twostep", "defaults"), ("twostep", "paper"), ("twostep", "context"), ("shared", "defaults")]
 )
 def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch, mode, variant):
     """Train a tiny random encoder on three documents, evaluate on the same three: the
     model directory must come back with high F1 and load for prediction. Variants: the
     trainer's defaults, the paper's plain model (sigmoid step 2, no entity types), and the
-    defaults with the pair-localized context or with entity markers (which the loaded
-    predictor must put back into its input)."""
+    defaults with the pair-localized context."""
     import re_pipeline.docred.model as model_module
 
     monkeypatch.setattr(model_module, "load_encoder", lambda _: tiny_encoder(tokenizer))
@@ -476,8 +448,6 @@ def test_tiny_encoder_overfits_a_few_documents(tmp_path, tokenizer, monkeypatch,
         config.step2_output, config.type_dim = "sigmoid", 0
     if variant == "context":
         config.context = "attention"
-    if variant == "markers":
-        config.markers = True
     metrics = train(config, default_encoder(), docs, docs, tmp_path / "m", relations=RELATIONS)
     assert metrics["best"]["f1"] >= 0.9
     assert metrics["best"]["step2_accuracy"] >= 0.9

@@ -93,12 +93,6 @@ def register(subparsers: Any) -> None:
         help="attention: add a learned pair-localized context (tokens both entities attend to) to each pair's "
         "scores; on Re-DocRED it learns faster but ends level at 10 epochs (BENCHMARKS.md)",
     )
-    train.add_argument(
-        "--markers",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.markers,
-        help="put '*' around every mention in the encoder's input (ATLOP's entity markers)",
-    )
     train.add_argument("--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout")
     _common(train)
     train.set_defaults(func=cmd_train)

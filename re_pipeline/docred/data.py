@@ -83,16 +83,10 @@ def build_features(
     docs: Sequence[Document],
     relations: Sequence[str],
     entities: str = "gold",
-    markers: bool = False,
 ) -> list[DocFeatures]:
     """Features of ``docs`` using their ``gold`` or ``predicted`` entities; labels
-    come from the gold relations when there are any (unknown types are skipped).
-
-    ``markers``: a "*" goes before and after every mention in the encoder's input and a
-    mention is its start marker's embedding (ATLOP's entity markers), so the encoder
-    sees where the entities are; otherwise a mention spans its own subwords."""
+    come from the gold relations when there are any (unknown types are skipped)."""
     rel_index = {r: i for i, r in enumerate(relations)}
-    marker = _marker_id(tokenizer) if markers else None
     features = []
     for doc in docs:
         words = [w.text for s in doc.sentences for w in s.words]
@@ -119,36 +113,8 @@ def build_features(
                 if rel.type in rel_index and rel.head != rel.tail:
                     labels.setdefault((rel.head, rel.tail), set()).add(rel_index[rel.type])
         types = [ent.type for ent in ann.entities]
-        ids = batch.input_ids[0, :n_tokens].tolist()
-        if marker is not None:
-            ids, spans = insert_markers(ids, spans, marker)
-        features.append(DocFeatures(doc.title, ids, spans, groups, labels, types))
+        features.append(DocFeatures(doc.title, batch.input_ids[0, :n_tokens].tolist(), spans, groups, labels, types))
     return features
-
-
-def insert_markers(
-    ids: list[int], spans: list[tuple[int, int]], marker: int
-) -> tuple[list[int], list[tuple[int, int]]]:
-    """``ids`` with ``marker`` before and after every span, and each span moved onto its
-    start marker (the token right before its first subword; mentions that start where
-    another ends share that marker)."""
-    before = [0] * (len(ids) + 1)  # markers to insert before each position
-    for start, end in spans:
-        before[start] += 1
-        before[end] += 1
-    out, moved = [], []
-    for pos, token in enumerate(ids):
-        out.extend([marker] * before[pos])
-        moved.append(len(out))
-        out.append(token)
-    return out, [(moved[start] - 1, moved[start]) for start, _ in spans]
-
-
-def _marker_id(tokenizer: Any) -> int:
-    ids = tokenizer("*", add_special_tokens=False)["input_ids"]
-    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
-        raise ValueError(f"this tokenizer has no single token for the entity marker '*' (got {ids})")
-    return ids[0]
 
 
 @dataclass

@@ -52,7 +52,6 @@ class DocREConfig:
     context: str = "none"  # "none" (paper) or "attention": pair-localized context added to the scores
     context_heads: int = 4
     context_dim: int = 64  # attention query/key size over all heads
-    markers: bool = False  # "*" around every mention in the input, a mention = its start marker (ATLOP)
     proj_dim: int = 128
     dropout: float = 0.1
     encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's PretrainedConfig, filled on save

@@ -114,16 +114,11 @@ class DocREPredictor:
         return next(next(iter(self.models.values())).parameters()).device
 
     @property
-    def markers(self) -> bool:
-        """Whether the models read entity markers (every model of a predictor was trained alike)."""
-        return next(iter(self.models.values())).config.markers
-
-    @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id or 0
 
     def features(self, docs: Sequence[Document], entities: str = "predicted") -> list[DocFeatures]:
-        features = build_features(self.tokenizer, docs, self.relations, entities=entities, markers=self.markers)
+        features = build_features(self.tokenizer, docs, self.relations, entities=entities)
         known = set().union(*(m.config.entity_types for m in self.models.values()))
         if known:  # types outside the model's vocabulary reach it as "unknown": say so once per call
             types = Counter(t for f in features for t in f.entity_types)

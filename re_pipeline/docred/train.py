@@ -113,8 +113,8 @@ def train(
     device = resolve_device(config.device)
     relations = relations or docred_relations()
     tokenizer = load_tokenizer(encoder)
-    train_feats = build_features(tokenizer, train_docs, relations, markers=config.markers)
-    dev_feats = build_features(tokenizer, dev_docs, relations, markers=config.markers)
+    train_feats = build_features(tokenizer, train_docs, relations)
+    dev_feats = build_features(tokenizer, dev_docs, relations)
     in_train = train_facts(train_docs)
     tasks = MODES[config.mode]
     entity_types = sorted({t for f in train_feats for t in f.entity_types}) if config.type_dim else []
@@ -129,7 +129,6 @@ def train(
             entity_types=entity_types,
             type_dim=config.type_dim,
             context=config.context,
-            markers=config.markers,
         )
         models[task] = DocREModel.from_encoder(model_config, encoder).to(device)
         # Step 2 learns only from related pairs: documents without any teach it nothing.
