@@ -166,7 +166,7 @@ class DocRETrainConfig:
     mode: str = "twostep"  # "onestep" or "shared"
     epochs: int = 10
     batch_size: int = 4  # documents per update
-    step2_extra_epochs: int = 0  # step 2 trains this many epochs more than step 1 (see ``epochs_of``)
+    step2_extra_epochs: int = 4  # step 2 trains this many epochs more than step 1 (see ``epochs_of``)
     step2_batch_size: int = 2  # step 2's own (see ``batch_size_of``)
     lr: float = 5e-5  # encoder
     step2_lr: float = 1e-4  # step 2's encoder (see ``batch_size_of``)
