@@ -192,7 +192,8 @@ class DocRETrainConfig:
 
     def epochs_of(self, task: str) -> int:
         """Epochs of ``task``: step 2 may train longer than step 1 (rounds past step 1's
-        last train step 2 alone)."""
+        last train step 2 alone). It gets few updates per epoch (see ``batch_size_of``);
+        trained alone as there, it reaches 85.1 after 10 epochs and 85.9 after 14."""
         return self.epochs + self.step2_extra_epochs if task == "step2" else self.epochs
 
     def lr_of(self, task: str) -> float:

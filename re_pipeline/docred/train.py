@@ -14,10 +14,11 @@ parameters) on 400 documents for 10 epochs sees ~1,000 updates at batch 4, so we
 5e-5 for the encoder (the usual rate for small BERTs; ATLOP uses it too) and 1e-3
 for the freshly initialized projection and BiLinear layers, which otherwise barely
 move in so few steps. Step 2 sees only related pairs, so it trains at 2 documents a
-batch and an encoder rate of 1e-4 (``DocRETrainConfig.batch_size_of``). Defaults (10 epochs,
-log-sum-exp pooling over mentions, a softmax step 2, entity type embeddings) are the best
-measured here: Re-DocRED dev F1 52.9 and step-2 accuracy 84.8 (51.7 and 83.5 with step
-1's batch and rate for step 2), against 51.2 and 80.0 with 96 sigmoids and no types, and
+batch and an encoder rate of 1e-4 (``DocRETrainConfig.batch_size_of``), for 4 epochs more
+(``DocRETrainConfig.epochs_of``). Defaults (10 epochs, 14 for step 2, log-sum-exp pooling
+over mentions, a softmax step 2, entity type embeddings) are the best measured here:
+Re-DocRED dev F1 53.3 and step-2 accuracy 85.8 (52.9 and 84.8 with step 2 stopping at 10;
+51.7 and 83.5 with step 1's batch and rate for step 2), against 51.2 and 80.0 with 96 sigmoids and no types, and
 45.5 for the paper's plain model at 5 epochs (BENCHMARKS.md).
 """
 
