@@ -29,6 +29,7 @@ from re_pipeline.coref import Grouper, gold_pairs  # noqa: E402
 from re_pipeline.coref_metrics import coref_scores  # noqa: E402
 from re_pipeline.documents import Annotations, Document  # noqa: E402
 from re_pipeline.e2e import evaluate  # noqa: E402
+from re_pipeline.encoder import RUNTIMES  # noqa: E402
 from re_pipeline.extract import Extractor, ExtractStats  # noqa: E402
 from re_pipeline.ingest import load_corpus  # noqa: E402
 
@@ -56,10 +57,11 @@ def build(args: argparse.Namespace) -> Extractor:
     from re_pipeline.docred.predict import DocREPredictor
     from re_pipeline.spert.predict import SpertPredictor
 
+    runtime = args.cpu_runtime
     return Extractor(
-        SpertPredictor.load(args.spert, args.device),
+        SpertPredictor.load(args.spert, args.device, runtime=runtime),
         Grouper.load(args.coref),
-        DocREPredictor.load(args.docred, args.device) if args.docred else None,
+        DocREPredictor.load(args.docred, args.device, runtime=runtime) if args.docred else None,
         {"spert": args.spert, "docred": args.docred or "-", "coref": args.coref or "rules"},
         docs_per_batch=args.docs_per_batch,
     )
@@ -88,6 +90,7 @@ def timed_run(extractor: Extractor, docs: list[Document]) -> tuple[float, float,
 def peak_rss(args: argparse.Namespace, n_docs: int) -> float:
     """Peak resident MiB of a fresh process running the job over ``n_docs`` documents (repeating the set)."""
     cmd = [sys.executable, __file__, "--child-docs", str(n_docs), "--spert", args.spert, "--threads", str(args.threads)]
+    cmd += ["--cpu-runtime", args.cpu_runtime]
     cmd += ["--docred", args.docred] if args.docred else []
     cmd += ["--coref", args.coref] if args.coref else []
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
@@ -113,6 +116,8 @@ def main() -> None:
     ap.add_argument("--coref", help="coreference scorer directory (omit: rules)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpu-runtime", choices=RUNTIMES, default="torch", help="where the encoders run")
+    ap.add_argument("--section", default="Extraction job end to end (SpERT + coreference + two-step)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--docs-per-batch", type=int, default=32)
     ap.add_argument("--memory-sizes", type=int, nargs="*", default=[100, 1000])
@@ -148,7 +153,7 @@ def main() -> None:
     runs = ", ".join(f"{r:.2f}" for r in ratios)
     body = f"""
 Models: {json.dumps(extractor.versions)}; {len(dev)} documents (Re-DocRED dev_revised.json [400:500]), device
-{args.device}, {args.threads} threads, {args.docs_per_batch} documents per batch.
+{args.device}, {args.threads} threads, {args.docs_per_batch} documents per batch, encoders on {args.cpu_runtime}.
 
 | level (JEREX end-to-end) | P | R | F1 |
 |---|---|---|---|
@@ -163,7 +168,7 @@ Speed (median of {args.runs} runs): **{len(dev) / median(walls):.2f} documents/s
 encoder floor {median(floors):.1f} s, job / floor **{median(ratios):.2f}x** (runs: {runs}).
 Peak resident memory: {", ".join(f"{n:,} documents {mib:,.0f} MiB" for n, mib in memory.items())}.
 """
-    publish("Extraction job end to end (SpERT + coreference + two-step)", body, args.no_write)
+    publish(args.section, body, args.no_write)
 
 
 if __name__ == "__main__":

@@ -53,19 +53,26 @@ def load_data(dataset: str, max_train: int | None) -> tuple[list[Example], list[
     return (train_set[:max_train] if max_train else train_set), dev_set, types
 
 
-def inference_speed(predictor: SpertPredictor, sentences: list[list[str]], runs: int = 3) -> tuple[float, float]:
-    """Median sentences/s of full prediction, and of the encoder passes alone on the same batches (the floor)."""
-    full, floor = [], []
+def inference_speeds(
+    predictors: dict[str, SpertPredictor], sentences: list[list[str]], runs: int = 5
+) -> dict[str, tuple[float, float]]:
+    """Per predictor, median sentences/s of full prediction and of its encoder passes alone on the
+    same batches (the floor). Rounds interleave the predictors, so a slow spell of this shared
+    machine hits them all alike and their ratios hold."""
+    full: dict[str, list[float]] = {name: [] for name in predictors}
+    floor: dict[str, list[float]] = {name: [] for name in predictors}
     for _ in range(runs):
-        start = time.perf_counter()
-        predictor.predict_tokens(sentences)
-        full.append(len(sentences) / (time.perf_counter() - start))
-        start = time.perf_counter()
-        with torch.inference_mode():
-            for _, words in word_batches(predictor.tokenizer, sentences, predictor.batch_size, predictor.max_tokens):
-                encode(predictor.model.encoder, words.input_ids, words.attention_mask)
-        floor.append(len(sentences) / (time.perf_counter() - start))
-    return median(full), median(floor)
+        for name, predictor in predictors.items():
+            start = time.perf_counter()
+            predictor.predict_tokens(sentences)
+            full[name].append(len(sentences) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            with torch.inference_mode():
+                batches = word_batches(predictor.tokenizer, sentences, predictor.batch_size, predictor.max_tokens)
+                for _, words in batches:
+                    encode(predictor.model.encoder, words.input_ids, words.attention_mask)
+            floor[name].append(len(sentences) / (time.perf_counter() - start))
+    return {name: (median(full[name]), median(floor[name])) for name in predictors}
 
 
 def span_detection(gold: list[Example], preds: list[SentencePrediction]) -> PRF:
@@ -73,6 +80,34 @@ def span_detection(gold: list[Example], preds: list[SentencePrediction]) -> PRF:
     g = [(i, s, e) for i, ex in enumerate(gold) for s, e, _ in ex.entities]
     p = [(i, e.start, e.end) for i, pred in enumerate(preds) for e in pred.entities]
     return prf(count_by_type(g, p, lambda _: "mention")["mention"])
+
+
+def runtime_variants(predictor: SpertPredictor, int8: bool, onnx: bool) -> dict[str, SpertPredictor]:
+    """The same model on every CPU encoder runtime asked for, torch fp32 first."""
+    wanted = [("torch", True)] * int8 + [("onnx", False)] * onnx + [("onnx", True)] * (onnx and int8)
+    variants = {"torch fp32": predictor}
+    for runtime, quantized in wanted:
+        variants[f"{runtime} {'int8' if quantized else 'fp32'}"] = SpertPredictor(
+            predictor.model, predictor.tokenizer, "cpu", predictor.batch_size, int8=quantized, runtime=runtime
+        )
+    return variants
+
+
+def variant_table(scores: dict[str, dict[str, float]], speeds: dict[str, tuple[float, float]]) -> str:
+    base = speeds["torch fp32"][0]
+    rows = [
+        f"| {name} | {s['ent_micro_f1']:.2f} | {s['rel_nec_micro_f1']:.2f} | {speeds[name][0]:.1f} "
+        f"| {speeds[name][1]:.1f} | {speeds[name][0] / base:.2f}x |"
+        for name, s in scores.items()
+    ]
+    return f"""
+Other CPU encoder runtimes for the same model (int8: dynamic, per-channel weights), accuracy and speed
+measured in the same run, speed in interleaved rounds:
+
+| encoder | entity F1 | strict relation F1 | sentences/s | encoder floor, sentences/s | speed vs torch fp32 |
+|---|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+"""
 
 
 def summary_table(s: dict[str, float]) -> str:
@@ -91,9 +126,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--max-train", type=int)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per inference batch")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")
     parser.add_argument("--int8", action="store_true", help="also measure the int8 encoder (accuracy and speed)")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also measure the encoder on ONNX Runtime (fp32; int8 too with --int8)"
+    )
     parser.add_argument("--section", help="BENCHMARKS.md section to (re)write (default: one per dataset)")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -107,34 +146,24 @@ def main() -> None:
     metrics = json.loads((model_dir / "metrics.json").read_text())
     epoch_times = [h["train_seconds"] for h in metrics["history"]]
 
-    predictor = SpertPredictor.load(model_dir, device="cpu")
-    predictions = predictor.predict_tokens([ex.tokens for ex in dev_set])
-    result = evaluate(dev_set, predictions, types)
-    spans = span_detection(dev_set, predictions)
-    speed, floor = inference_speed(predictor, [ex.tokens for ex in dev_set])
+    predictor = SpertPredictor.load(model_dir, device="cpu", batch_size=args.batch_size)
+    variants = runtime_variants(predictor, args.int8, args.onnx)
+    sentences = [ex.tokens for ex in dev_set]
+    predictions = {name: p.predict_tokens(sentences) for name, p in variants.items()}
+    result = evaluate(dev_set, predictions["torch fp32"], types)
+    spans = span_detection(dev_set, predictions["torch fp32"])
+    speeds = inference_speeds(variants, sentences)
+    speed, floor = speeds["torch fp32"]
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
-    int8_rows = ""
-    if args.int8:
-        quantized = SpertPredictor(predictor.model, predictor.tokenizer, "cpu", predictor.batch_size, int8=True)
-        f = result.summary()
-        q = evaluate(dev_set, quantized.predict_tokens([ex.tokens for ex in dev_set]), types).summary()
-        q_speed, q_floor = inference_speed(quantized, [ex.tokens for ex in dev_set])
-        int8_rows = f"""
-With `--int8` (dynamic int8 encoder, per-channel weights), measured in the same run:
-
-| | entity F1 | strict relation F1 | sentences/s | encoder floor, sentences/s |
-|---|---:|---:|---:|---:|
-| fp32 | {f["ent_micro_f1"]:.2f} | {f["rel_nec_micro_f1"]:.2f} | {speed:.1f} | {floor:.1f} |
-| int8 | {q["ent_micro_f1"]:.2f} | {q["rel_nec_micro_f1"]:.2f} | {q_speed:.1f} | {q_floor:.1f} |
-
-int8 / fp32 speed: **{q_speed / speed:.2f}x**.
-"""
+    scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items()}
+    others = variant_table(scores, speeds) if len(variants) > 1 else ""
 
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])
     body = f"""
 Model directory: `{model_dir.relative_to(PROJECT_DIR) if model_dir.is_relative_to(PROJECT_DIR) else model_dir}`;
 {len(train_set)} training sentences, {len(dev_set)} dev sentences, {len(metrics["history"])} epochs
-(best epoch by strict relation F1: {metrics["best_epoch"]}), threads: {torch.get_num_threads()}.
+(best epoch by strict relation F1: {metrics["best_epoch"]}), threads: {torch.get_num_threads()},
+inference batch: {args.batch_size} sentences.
 
 {summary_table(result.summary())}
 | mention spans, type ignored | {100 * spans.precision:.2f} | {100 * spans.recall:.2f} | {100 * spans.f1:.2f} | - |
@@ -146,9 +175,9 @@ Dev strict relation F1 per epoch: {curve}
 | speed (one CPU thread) | value |
 |---|---:|
 | training time per epoch, median (s) | {median(epoch_times):.1f} |
-| inference, sentences/s (median of 3, model load excluded) | {speed:.1f} |
+| inference, sentences/s (median of 5, model load excluded) | {speed:.1f} |
 | encoder passes alone on the same batches (floor), sentences/s | {floor:.1f} |
-{int8_rows}
+{others}
 <details><summary>Per-type scores</summary>
 
 {format_table("Entities", result.entities)}

@@ -213,7 +213,7 @@ def cmd_evaluate_e2e(args: argparse.Namespace) -> int:
     settings = _settings(args).with_(device=args.device)
     docs, _ = load_corpus(args.gold)
     docs = docs[parse_slice(args.slice)]
-    extractor = Extractor.from_registry(settings.models_dir, settings.device)
+    extractor = Extractor.from_registry(settings.models_dir, settings.device, cpu_runtime=settings.cpu_runtime)
     stats = ExtractStats()
     for i in range(0, len(docs), extractor.docs_per_batch):
         extractor.process(docs[i : i + extractor.docs_per_batch], stats)  # models see sentences only, never gold

@@ -10,6 +10,7 @@ truncated.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -274,6 +275,34 @@ def quantize_int8(encoder: torch.nn.Module) -> torch.nn.Module:
         warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
         warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel", UserWarning)
         return quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+
+#: Where a CPU predictor runs its encoder: eager PyTorch, or ONNX Runtime (see ``onnx_encoder``).
+RUNTIMES = ("torch", "onnx")
+
+
+def inference_encoder(encoder: torch.nn.Module, runtime: str = "torch", int8: bool = False) -> torch.nn.Module:
+    """The encoder a CPU predictor runs: as trained, torch dynamic int8, or on ONNX Runtime
+    (fp32 or int8). ``encoder`` itself is left as it was."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        from re_pipeline.onnx_encoder import OnnxEncoder
+
+        return OnnxEncoder(encoder, int8)
+    return quantize_int8(encoder) if int8 else encoder
+
+
+def for_inference(model: torch.nn.Module, device: torch.device, runtime: str = "torch", int8: bool = False) -> Any:
+    """``model`` (anything with an ``encoder``) ready to predict on ``device``: a copy whose encoder
+    runs as asked (CPU only), or the model itself when nothing changes."""
+    if runtime == "torch" and not int8:
+        return model.to(device).eval()
+    if device.type != "cpu":
+        raise ValueError("int8 and the onnx runtime are for CPUs; on a GPU, bf16 autocast is used instead")
+    # The memo spares copying the trained encoder only to replace it; the caller's model is left as it was.
+    swapped = inference_encoder(model.encoder, runtime, int8)
+    return copy.deepcopy(model, {id(model.encoder): swapped}).eval()
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -92,11 +92,14 @@ class Extractor:
         device: str = "auto",
         pinned: tuple[str, ...] = (),
         max_tokens: int | None = None,
+        cpu_runtime: str = "torch",
         **options: Any,
     ) -> Extractor:
         """The registry's current models, or the ``pinned`` versions (heavy imports happen here);
-        ``max_tokens`` caps the padded subwords of every encoder batch."""
+        ``max_tokens`` caps the padded subwords of every encoder batch; ``cpu_runtime`` is where
+        the encoders run when the device is a CPU (ignored on a GPU)."""
         from re_pipeline.docred.predict import DocREPredictor
+        from re_pipeline.encoder import resolve_device
         from re_pipeline.spert.predict import SpertPredictor
 
         registry = Registry(Path(models_dir))
@@ -105,11 +108,12 @@ class Extractor:
             raise FileNotFoundError(
                 f"no current SpERT model in {registry.path}; train one: re-pipeline train --profile quick"
             )
-        root = registry.root
+        root, docred = registry.root, versions.get("docred")
+        runtime = cpu_runtime if resolve_device(device).type == "cpu" else "torch"
         return cls(
-            SpertPredictor.load(root / versions["spert"], device, max_tokens=max_tokens),
+            SpertPredictor.load(root / versions["spert"], device, max_tokens=max_tokens, runtime=runtime),
             Grouper.load(root / versions["coref"] if "coref" in versions else None),
-            DocREPredictor.load(root / versions["docred"], device, max_tokens) if "docred" in versions else None,
+            DocREPredictor.load(root / docred, device, max_tokens, runtime) if docred else None,
             versions,
             **options,
         )

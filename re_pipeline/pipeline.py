@@ -99,7 +99,11 @@ def extract(
 
     settings = settings or Settings.load()
     extractor = Extractor.from_registry(
-        settings.models_dir, settings.device, max_tokens=settings.max_tokens_per_batch, **options
+        settings.models_dir,
+        settings.device,
+        max_tokens=settings.max_tokens_per_batch,
+        cpu_runtime=settings.cpu_runtime,
+        **options,
     )
     stats = extract_shards(shard_paths(shards), out_dir, extractor, progress=progress)
     write_summary(Path(out_dir) / "extract_summary.json", stats, extractor.versions)

@@ -521,3 +521,11 @@ def test_cli_evaluate_and_predict(tokenizer, tmp_path, capsys):
     assert args.func(args) == 0
     out = json.loads((tmp_path / "o.json").read_text())
     assert out and set(out[0]) == {"title", "h_idx", "t_idx", "r", "score"}
+
+
+def test_a_saved_setting_this_version_does_not_know_is_a_clear_error(tokenizer, tmp_path):
+    tiny_predictor(tokenizer).save(tmp_path / "m")
+    path = tmp_path / "m" / "step1" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "markers": True}))
+    with pytest.raises(ValueError, match="unknown to this version of re_pipeline: markers"):
+        DocREPredictor.load(tmp_path / "m", "cpu")

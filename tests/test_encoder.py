@@ -106,3 +106,46 @@ def test_word_batches_tokenize_once_skip_empty_and_match_tokenize_words(tokenize
     for chunk, words in batches:
         alone = tokenize_words(tokenizer, [sentences[i] for i in chunk])
         assert all(torch.equal(a, b) for a, b in zip(vars(words).values(), vars(alone).values(), strict=True))
+
+
+def test_onnx_encoder_matches_torch_on_padded_and_windowed_batches(tokenizer):
+    from transformers import BertConfig, BertModel
+
+    from re_pipeline.encoder import inference_encoder
+
+    torch.manual_seed(0)
+    model = BertModel(
+        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=20)
+    ).eval()  # fmt: skip
+    onnx = inference_encoder(model, "onnx")
+    assert all(p.requires_grad for p in model.parameters())  # the caller's encoder is untouched
+    # Padded rows (masking must survive the export) and a row longer than 20 positions (windows).
+    for words in ([["a", "b", "c", "d", "e"], ["f"], ["Kowalczykowski", "g"]], [[f"w{i}" for i in range(40)], ["a"]]):
+        batch = tokenize_words(tokenizer, words)
+        with torch.no_grad():
+            expected = encode(model, batch.input_ids, batch.attention_mask)
+        got = encode(onnx, batch.input_ids, batch.attention_mask)
+        real = batch.attention_mask.bool()
+        assert got.shape == expected.shape
+        assert torch.allclose(got[real], expected[real], atol=1e-4)
+
+    with pytest.raises(RuntimeError, match="inference only"):
+        onnx.state_dict()  # saving a model whose encoder is a session would lose the encoder
+    quantized = encode(inference_encoder(model, "onnx", int8=True), batch.input_ids, batch.attention_mask)
+    assert torch.nn.functional.cosine_similarity(quantized[real], expected[real], dim=-1).min() > 0.99
+    with pytest.raises(ValueError, match="unknown runtime"):
+        inference_encoder(model, "tensorrt")
+
+
+def test_onnx_int8_export_has_integer_matrix_products(tmp_path):
+    import onnx
+    from transformers import BertConfig, BertModel
+
+    from re_pipeline.onnx_encoder import export_onnx
+
+    model = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32)).eval()  # fmt: skip
+    ops = {n.op_type for n in onnx.load(str(export_onnx(model, tmp_path / "q.onnx", int8=True))).graph.node}
+    fp32_ops = {n.op_type for n in onnx.load(str(export_onnx(model, tmp_path / "f.onnx"))).graph.node}
+    assert "MatMulInteger" in ops and "MatMulInteger" not in fp32_ops and "MatMul" in fp32_ops

@@ -123,3 +123,25 @@ def test_run_loads_three_documents_into_postgres(
         assert conn.execute(sa.text("SELECT count(*) FROM doc_entities")).scalar_one() > 0
         run = conn.execute(sa.text("SELECT command, status FROM extraction_runs WHERE command = 'run'")).one()
     assert run.status == "success"
+
+
+def test_the_onnx_cpu_runtime_extracts_what_torch_does(models: Path, extractor: Extractor, shards: list[str]) -> None:
+    from re_pipeline.onnx_encoder import OnnxEncoder
+
+    onnx = Extractor.from_registry(models, "cpu", cpu_runtime="onnx", docs_per_batch=4)
+    encoders = [onnx.spert.model.encoder, *(m.encoder for m in onnx.docred.models.values())]
+    assert all(isinstance(e, OnnxEncoder) for e in encoders)
+    assert not isinstance(extractor.spert.model.encoder, OnnxEncoder)
+    runs = []
+    for ex in (extractor, onnx):
+        docs = read_shard(shards[0]) + read_shard(shards[1])
+        ex.process(docs, ExtractStats())
+        runs.append(docs)
+    for torch_doc, onnx_doc in zip(*runs, strict=True):
+        assert [(e.type, [(m.sent, m.start, m.end) for m in e.mentions]) for e in onnx_doc.predicted.entities] == [
+            (e.type, [(m.sent, m.start, m.end) for m in e.mentions]) for e in torch_doc.predicted.entities
+        ]
+        got, expected = onnx_doc.predicted.relations, torch_doc.predicted.relations
+        assert [(r.head, r.tail, r.type) for r in got] == [(r.head, r.tail, r.type) for r in expected]
+        assert [r.confidence for r in got] == pytest.approx([r.confidence for r in expected], abs=1e-4)
+    assert any(d.predicted.relations for d in runs[0])

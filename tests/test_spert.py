@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 import torch
@@ -317,6 +318,26 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
     caller_linears = [m for m in model.encoder.modules() if "Linear" in type(m).__name__]
     assert on_caller.model is not model and all(type(m) is torch.nn.Linear for m in caller_linears)
     assert on_caller.predict_tokens(sentences) == quantized.predict_tokens(sentences)
+
+    # ONNX Runtime: the same predictions in fp32 (scores to float tolerance); int8 keeps what was learned.
+    on_onnx = SpertPredictor.load(tmp_path / "m", device="cpu", runtime="onnx").predict_tokens(sentences)
+    reference = loaded.predict_tokens(sentences)
+    assert _labels(on_onnx) == _labels(reference)
+    assert _scores(on_onnx) == pytest.approx(_scores(reference), abs=1e-4)
+    onnx_int8 = SpertPredictor(model, tokenizer, "cpu", int8=True, runtime="onnx")
+    assert all(type(m) is torch.nn.Linear for m in caller_linears)
+    result = evaluate(EXAMPLES, onnx_int8.predict_tokens(sentences), TYPES)
+    assert result.entities.micro.f1 >= 0.9 and result.relations_nec.micro.f1 >= 0.8
+
+
+def _labels(preds: list[SentencePrediction]) -> list[Any]:
+    return [
+        ([(e.start, e.end, e.type) for e in p.entities], [(r.head, r.tail, r.type) for r in p.relations]) for p in preds
+    ]
+
+
+def _scores(preds: list[SentencePrediction]) -> list[float]:
+    return [x.score for p in preds for x in (*p.entities, *p.relations)]
 
 
 def test_training_is_reproducible(tokenizer):

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from re_pipeline.config import saved_config
 from re_pipeline.docred.data import Batch
 from re_pipeline.encoder import encode, encoder_from_config, load_encoder
 
@@ -207,7 +208,7 @@ class DocREModel(nn.Module):
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        config = DocREConfig(**json.loads((directory / "config.json").read_text()))
+        config = saved_config(DocREConfig, json.loads((directory / "config.json").read_text()), directory)
         model = cls(config, encoder_from_config(config.encoder))
         model.load_state_dict(load_file(str(directory / "model.safetensors"), device=str(device)))
         return model.to(device).eval()

@@ -31,7 +31,7 @@ import torch
 from re_pipeline.docred.data import Batch, DocFeatures, Pair, build_features, collate
 from re_pipeline.docred.model import DocREModel
 from re_pipeline.documents import Document, Relation
-from re_pipeline.encoder import autocast, length_batches, load_tokenizer, resolve_device
+from re_pipeline.encoder import autocast, for_inference, length_batches, load_tokenizer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +210,16 @@ class DocREPredictor:
             (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "auto", max_tokens: int | None = None) -> DocREPredictor:
+    def load(
+        cls, directory: str | Path, device: str = "auto", max_tokens: int | None = None, runtime: str = "torch"
+    ) -> DocREPredictor:
+        """A saved model directory, offline; ``runtime`` "onnx" runs the encoders on ONNX Runtime (CPU)."""
         directory = Path(directory)
         config = json.loads((directory / "config.json").read_text())
         dev = resolve_device(device)
         mode, relations, thresholds = config.pop("mode"), config.pop("relations"), config.pop("thresholds")
-        models = {task: DocREModel.from_pretrained(directory / task, dev) for task in MODES[mode]}
+        models = {
+            task: for_inference(DocREModel.from_pretrained(directory / task, dev), dev, runtime) for task in MODES[mode]
+        }
         tokenizer = load_tokenizer(str(directory / "tokenizer"))
         return cls(mode, models, tokenizer, relations, thresholds, config, max_tokens)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from re_pipeline.config import saved_config
 from re_pipeline.encoder import WordBatch, encode, encoder_from_config, pool_words
 from re_pipeline.spert.data import PredictedEntity, PredictedRelation, SentencePrediction
 from re_pipeline.training import load_weights, save_weights, write_json
@@ -354,6 +355,6 @@ class SpertModel(nn.Module):
         obj = json.loads((Path(path) / "config.json").read_text())
         if obj.get("architecture") != "SpERT":
             raise ValueError(f"{path} does not hold a SpERT model")
-        model = cls(SpertConfig(**obj["spert"]), encoder_from_config(obj["encoder_config"]))
+        model = cls(saved_config(SpertConfig, obj["spert"], path), encoder_from_config(obj["encoder_config"]))
         load_weights(model, Path(path) / "model.safetensors", device)
         return model.to(device).eval()

@@ -7,7 +7,6 @@ autocast; results come back in input order.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import torch
 from re_pipeline.documents import Document
 from re_pipeline.encoder import (
     autocast,
+    for_inference,
     load_tokenizer,
-    quantize_int8,
     resolve_device,
     word_batches,
 )
@@ -35,15 +34,10 @@ class SpertPredictor:
         batch_size: int = 32,
         max_tokens: int | None = None,
         int8: bool = False,
+        runtime: str = "torch",
     ) -> None:
         self.device = resolve_device(device)
-        if int8:  # CPU only: dynamic int8 matrix products for the encoder (see encoder.quantize_int8)
-            if self.device.type != "cpu":
-                raise ValueError("int8 inference is for CPUs; on a GPU, bf16 autocast is used instead")
-            # A copy whose encoder is the quantized one; the memo spares copying the fp32
-            # encoder only to replace it. The caller's model is left as it was.
-            model = copy.deepcopy(model, {id(model.encoder): quantize_int8(model.encoder)})
-        self.model = model.to(self.device).eval()
+        self.model = for_inference(model, self.device, runtime, int8)  # see encoder.inference_encoder
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
@@ -56,10 +50,11 @@ class SpertPredictor:
         batch_size: int = 32,
         max_tokens: int | None = None,
         int8: bool = False,
+        runtime: str = "torch",
     ) -> SpertPredictor:
         """A model directory written by training; loads offline."""
         model, tokenizer = SpertModel.from_pretrained(model_dir), load_tokenizer(str(model_dir))
-        return cls(model, tokenizer, device, batch_size, max_tokens, int8)
+        return cls(model, tokenizer, device, batch_size, max_tokens, int8, runtime)
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[SentencePrediction]:
         """Predictions for pre-tokenized sentences, in input order; batched by subword length."""
