@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import median, publish  # noqa: E402
+from bench.report import median, peak_rss_kib, publish  # noqa: E402
 from re_pipeline.coref import Grouper, gold_pairs  # noqa: E402
 from re_pipeline.coref_metrics import coref_scores  # noqa: E402
 from re_pipeline.documents import Annotations, Document  # noqa: E402
@@ -42,9 +41,13 @@ class EncoderClock:
     def __init__(self, modules: list[torch.nn.Module]):
         self.seconds = 0.0
         self._start = 0.0
-        for m in modules:
-            m.register_forward_pre_hook(self._pre)
-            m.register_forward_hook(self._post)
+        self._hooks = [
+            h for m in modules for h in (m.register_forward_pre_hook(self._pre), m.register_forward_hook(self._post))
+        ]
+
+    def stop(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
     def _pre(self, *_: object) -> None:
         self._start = time.perf_counter()
@@ -53,11 +56,10 @@ class EncoderClock:
         self.seconds += time.perf_counter() - self._start
 
 
-def build(args: argparse.Namespace) -> Extractor:
+def build(args: argparse.Namespace, runtime: str) -> Extractor:
     from re_pipeline.docred.predict import DocREPredictor
     from re_pipeline.spert.predict import SpertPredictor
 
-    runtime = args.cpu_runtime
     return Extractor(
         SpertPredictor.load(args.spert, args.device, runtime=runtime),
         Grouper.load(args.coref),
@@ -84,13 +86,36 @@ def timed_run(extractor: Extractor, docs: list[Document]) -> tuple[float, float,
     start = time.perf_counter()
     for i in range(0, len(docs), extractor.docs_per_batch):
         extractor.process(docs[i : i + extractor.docs_per_batch], stats)
-    return time.perf_counter() - start, clock.seconds, stats, docs
+    wall = time.perf_counter() - start
+    clock.stop()
+    return wall, clock.seconds, stats, docs
+
+
+def runtime_table(
+    walls: dict[str, list[float]], floors: dict[str, list[float]], outputs: dict[str, list[Document]], n_docs: int
+) -> str:
+    """Each runtime's speed (interleaved runs) and whether it extracted what the first one did."""
+    first = next(iter(walls))
+
+    def triples(doc: Document) -> set[tuple[int, int, str]]:
+        return {(r.head, r.tail, r.type) for r in doc.predicted.relations}
+
+    rows = ["| encoders on | documents/s | encoder floor, s | job / floor | speed vs first | same relations as first |"]
+    rows.append("|---|---:|---:|---:|---:|---:|")
+    for runtime in walls:
+        same = sum(triples(a) == triples(b) for a, b in zip(outputs[runtime], outputs[first], strict=True))
+        rows.append(
+            f"| {runtime} | {n_docs / median(walls[runtime]):.2f} | {median(floors[runtime]):.1f} "
+            f"| {median(walls[runtime]) / median(floors[runtime]):.2f}x "
+            f"| {median(walls[first]) / median(walls[runtime]):.2f}x | {same} of {n_docs} documents |"
+        )
+    return "\n".join(rows)
 
 
 def peak_rss(args: argparse.Namespace, n_docs: int) -> float:
     """Peak resident MiB of a fresh process running the job over ``n_docs`` documents (repeating the set)."""
     cmd = [sys.executable, __file__, "--child-docs", str(n_docs), "--spert", args.spert, "--threads", str(args.threads)]
-    cmd += ["--cpu-runtime", args.cpu_runtime]
+    cmd += ["--cpu-runtime", args.cpu_runtime[0]]
     cmd += ["--docred", args.docred] if args.docred else []
     cmd += ["--coref", args.coref] if args.coref else []
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
@@ -99,14 +124,14 @@ def peak_rss(args: argparse.Namespace, n_docs: int) -> float:
 
 def child(args: argparse.Namespace) -> None:
     docs, _ = load_corpus(REDOCRED)
-    extractor = build(args)
+    extractor = build(args, args.cpu_runtime[0])
     pool = docs[400:]
     for k in range(args.child_docs // len(pool) + 1):
         batch = [blank(d) for d in pool][: args.child_docs - k * len(pool)]
         if batch:
             for i in range(0, len(batch), extractor.docs_per_batch):
                 extractor.process(batch[i : i + extractor.docs_per_batch], ExtractStats())
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(peak_rss_kib())
 
 
 def main() -> None:
@@ -116,7 +141,13 @@ def main() -> None:
     ap.add_argument("--coref", help="coreference scorer directory (omit: rules)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cpu-runtime", choices=RUNTIMES, default="torch", help="where the encoders run")
+    ap.add_argument(
+        "--cpu-runtime",
+        choices=RUNTIMES,
+        nargs="+",
+        default=["torch"],
+        help="where the encoders run; several: timed in interleaved runs, accuracy and memory of the first",
+    )
     ap.add_argument("--section", default="Extraction job end to end (SpERT + coreference + two-step)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--docs-per-batch", type=int, default=32)
@@ -131,29 +162,44 @@ def main() -> None:
 
     docs, _ = load_corpus(REDOCRED)
     dev = docs[400:]
-    extractor = build(args)
-    timed_run(extractor, dev[:8])  # warm-up: lazy initialisation, allocator
-    walls, floors = [], []
+    extractors = {runtime: build(args, runtime) for runtime in args.cpu_runtime}
+    for extractor in extractors.values():
+        timed_run(extractor, dev[:8])  # warm-up: lazy initialisation, allocator
+    walls: dict[str, list[float]] = {runtime: [] for runtime in extractors}
+    floors: dict[str, list[float]] = {runtime: [] for runtime in extractors}
+    outputs: dict[str, list[Document]] = {}
     for run in range(args.runs):
-        wall, floor, stats, predicted = timed_run(extractor, dev)
-        walls.append(wall)
-        floors.append(floor)
-        print(f"run {run}: {wall:.1f} s, encoder floor {floor:.1f} s, ratio {wall / floor:.2f}; {stats.summary()}")
+        for runtime, extractor in extractors.items():
+            wall, floor, stats, outputs[runtime] = timed_run(extractor, dev)
+            walls[runtime].append(wall)
+            floors[runtime].append(floor)
+            print(
+                f"run {run} {runtime}: {wall:.1f} s, floor {floor:.1f} s, ratio {wall / floor:.2f}; {stats.summary()}"
+            )
+    first = args.cpu_runtime[0]
+    extractor, predicted = extractors[first], outputs[first]
     scores = evaluate(predicted)
     gold_mentions = coref_scores(
         [d.gold.entities for d in dev], [extractor.grouper.group(gold_pairs(d)[0]) for d in dev]
     )
     predicted_mentions = coref_scores([d.gold.entities for d in dev], [d.predicted.entities for d in predicted])
     memory = {n: peak_rss(args, n) for n in args.memory_sizes}
+    memory_line = ", ".join(f"{n:,} documents {mib:,.0f} MiB" for n, mib in memory.items())
+    memory_line = f"Peak resident memory of a fresh process ({first}): {memory_line}." if memory else ""
 
     rows = "\n".join(
         f"| {level} | {s['precision']:.2f} | {s['recall']:.2f} | **{s['f1']:.2f}** |" for level, s in scores.items()
     )
-    ratios = [w / f for w, f in zip(walls, floors, strict=True)]
+    ratios = [w / f for w, f in zip(walls[first], floors[first], strict=True)]
     runs = ", ".join(f"{r:.2f}" for r in ratios)
+    wall, floor = median(walls[first]), median(floors[first])
+    speed = f"""Speed (median of {args.runs} runs): **{len(dev) / wall:.2f} documents/s**; job {wall:.1f} s,
+encoder floor {floor:.1f} s, job / floor **{median(ratios):.2f}x** (runs: {runs})."""
+    if len(extractors) > 1:
+        speed += "\n\n" + runtime_table(walls, floors, outputs, len(dev))
     body = f"""
 Models: {json.dumps(extractor.versions)}; {len(dev)} documents (Re-DocRED dev_revised.json [400:500]), device
-{args.device}, {args.threads} threads, {args.docs_per_batch} documents per batch, encoders on {args.cpu_runtime}.
+{args.device}, {args.threads} threads, {args.docs_per_batch} documents per batch, encoders on {first}.
 
 | level (JEREX end-to-end) | P | R | F1 |
 |---|---|---|---|
@@ -164,9 +210,9 @@ Coreference (CoNLL F1 = mean of MUC, B3, CEAF-e): from gold mentions **{gold_men
 **{predicted_mentions["conll_f1"]:.2f}** (exact-cluster F1 {predicted_mentions["exact_cluster"]["f1"]:.2f}).
 JEREX (BERT-base, full DocRED train) for orientation: mentions 93, clusters 83, entities 80, relations 40 F1.
 
-Speed (median of {args.runs} runs): **{len(dev) / median(walls):.2f} documents/s**; job {median(walls):.1f} s,
-encoder floor {median(floors):.1f} s, job / floor **{median(ratios):.2f}x** (runs: {runs}).
-Peak resident memory: {", ".join(f"{n:,} documents {mib:,.0f} MiB" for n, mib in memory.items())}.
+{speed}
+
+{memory_line}
 """
     publish(args.section, body, args.no_write)
 

@@ -3,7 +3,7 @@
 Documents are built from real sentences (Re-DocRED's, re-joined into raw text and
 shuffled into new documents of 6-14 sentences), so spaCy's sentencizer and
 tokenizer do realistic work. Each measurement runs ``re-pipeline ingest --no-db``
-in a fresh process, so its peak resident memory (ru_maxrss) is the ingest's own;
+in a fresh process, so its peak resident memory (VmHWM) is the ingest's own;
 streaming means the peak for 50,000 documents is about that for 5,000.
 
     python bench/ingest_bench.py                     # 5,000 and 50,000 documents, 3 runs each
@@ -69,10 +69,11 @@ def run_ingest(corpus: Path, out: Path) -> tuple[float, float]:
 
 # The child runs the real CLI and reports its own peak resident memory (KiB on Linux).
 _CHILD = (
-    "import resource, sys\n"
+    "import sys\n"
+    "from bench.report import peak_rss_kib\n"
     "from re_pipeline.cli import main\n"
     "rc = main(sys.argv[1:])\n"
-    "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "print('MAXRSS', peak_rss_kib())\n"
     "sys.exit(rc)"
 )
 

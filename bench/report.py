@@ -35,6 +35,17 @@ def command() -> str:
     return "python " + " ".join(shlex.quote(a) for a in args)
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident memory, KiB. VmHWM, not ru_maxrss: Linux carries ru_maxrss
+    across exec, so a child started from a large parent would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

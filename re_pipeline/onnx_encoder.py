@@ -94,6 +94,8 @@ class OnnxEncoder(torch.nn.Module):
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
+        # Idle pool threads would spin after each pass, taking cores from the PyTorch work that follows.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(encoder, Path(tmp) / "encoder.onnx", int8)
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
