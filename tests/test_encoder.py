@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import tiny_encoder
 
 from re_pipeline.encoder import encode, length_batches, pool_words, token_to_word, tokenize_words, word_batches
 
@@ -58,13 +59,7 @@ def test_pool_words_max_and_mean_over_each_words_subwords(tokenizer):
 
 
 def test_windowed_encoding_keeps_every_token_and_matches_short_inputs(tokenizer):
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    model = BertModel(
-        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=32, max_position_embeddings=20)
-    ).eval()  # fmt: skip
+    model = tiny_encoder(tokenizer, max_positions=20)
     short = tokenize_words(tokenizer, [["a", "b", "c"]])
     with torch.no_grad():
         direct = model(input_ids=short.input_ids, attention_mask=short.attention_mask).last_hidden_state
@@ -109,15 +104,9 @@ def test_word_batches_tokenize_once_skip_empty_and_match_tokenize_words(tokenize
 
 
 def test_onnx_encoder_matches_torch_on_padded_and_windowed_batches(tokenizer):
-    from transformers import BertConfig, BertModel
-
     from re_pipeline.encoder import inference_encoder
 
-    torch.manual_seed(0)
-    model = BertModel(
-        BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                   intermediate_size=32, max_position_embeddings=20)
-    ).eval()  # fmt: skip
+    model = tiny_encoder(tokenizer, max_positions=20)
     onnx = inference_encoder(model, "onnx")
     assert all(p.requires_grad for p in model.parameters())  # the caller's encoder is untouched
     # Padded rows (masking must survive the export) and a row longer than 20 positions (windows).
@@ -138,14 +127,12 @@ def test_onnx_encoder_matches_torch_on_padded_and_windowed_batches(tokenizer):
         inference_encoder(model, "tensorrt")
 
 
-def test_onnx_int8_export_has_integer_matrix_products(tmp_path):
+def test_onnx_int8_export_has_integer_matrix_products(tokenizer, tmp_path):
     import onnx
-    from transformers import BertConfig, BertModel
 
     from re_pipeline.onnx_encoder import export_onnx
 
-    model = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                 intermediate_size=32)).eval()  # fmt: skip
+    model = tiny_encoder(tokenizer)
     ops = {n.op_type for n in onnx.load(str(export_onnx(model, tmp_path / "q.onnx", int8=True))).graph.node}
     fp32_ops = {n.op_type for n in onnx.load(str(export_onnx(model, tmp_path / "f.onnx"))).graph.node}
     assert "MatMulInteger" in ops and "MatMulInteger" not in fp32_ops and "MatMul" in fp32_ops
