@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import median, peak_rss_kib, publish  # noqa: E402
+from re_pipeline.config import RUNTIMES  # noqa: E402
 from re_pipeline.coref import Grouper, gold_pairs  # noqa: E402
 from re_pipeline.coref_metrics import coref_scores  # noqa: E402
 from re_pipeline.documents import Annotations, Document  # noqa: E402
 from re_pipeline.e2e import evaluate  # noqa: E402
-from re_pipeline.encoder import RUNTIMES  # noqa: E402
 from re_pipeline.extract import Extractor, ExtractStats  # noqa: E402
 from re_pipeline.ingest import load_corpus  # noqa: E402
 

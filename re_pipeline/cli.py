@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import SAMPLE_CORPUS, Settings
+from re_pipeline.config import RUNTIMES, SAMPLE_CORPUS, Settings
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -139,7 +139,9 @@ def cmd_facts(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from re_pipeline.pipeline import extract
 
-    settings = _settings(args).with_(device=args.device, max_tokens_per_batch=args.max_tokens_per_batch)
+    settings = _settings(args).with_(
+        device=args.device, max_tokens_per_batch=args.max_tokens_per_batch, cpu_runtime=args.cpu_runtime
+    )
     stats = extract(args.shards, args.out, settings=settings, docs_per_batch=args.docs_per_batch)
     print(stats.summary())
     print(f"results: {args.out} (summary in extract_summary.json)")
@@ -340,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens-per-batch",
         type=int,
         help="padded subword tokens per encoder batch (default 16,384; RE_PIPELINE_MAX_TOKENS_PER_BATCH)",
+    )
+    p.add_argument(
+        "--cpu-runtime",
+        choices=RUNTIMES,
+        help="where encoders run on a CPU: torch (default) or onnx, ONNX Runtime (RE_PIPELINE_CPU_RUNTIME)",
     )
     p.set_defaults(func=cmd_extract)
 

@@ -37,6 +37,10 @@ def default_encoder() -> str:
     return str(Path(spec.origin).parent / "model")
 
 
+#: Where a CPU predictor runs its encoders: eager PyTorch, or ONNX Runtime (``re_pipeline.onnx_encoder``).
+RUNTIMES = ("torch", "onnx")
+
+
 @dataclass(frozen=True)
 class Settings:
     #: SQLAlchemy/libpq URL of a PostgreSQL >= 14; empty means the embedded pgserver.

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from re_pipeline.config import RUNTIMES
+
 
 def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
@@ -275,10 +277,6 @@ def quantize_int8(encoder: torch.nn.Module) -> torch.nn.Module:
         warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
         warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel", UserWarning)
         return quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-
-
-#: Where a CPU predictor runs its encoder: eager PyTorch, or ONNX Runtime (see ``onnx_encoder``).
-RUNTIMES = ("torch", "onnx")
 
 
 def inference_encoder(encoder: torch.nn.Module, runtime: str = "torch", int8: bool = False) -> torch.nn.Module:

@@ -80,3 +80,29 @@ def test_train_flags_default_to_the_trainer_config_and_reach_it(argv, config_cls
     assert from_args(config_cls, parser.parse_args(argv)) == defaults  # the CLI adds no defaults of its own
     changed = from_args(config_cls, parser.parse_args([*argv, flag, str(value)]))
     assert changed == replace(defaults, **{name: value})
+
+
+def test_extract_runs_its_encoders_where_cpu_runtime_says(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tiny_models import tiny_registry
+
+    from re_pipeline.extract import Extractor
+    from re_pipeline.ingest import ingest
+    from re_pipeline.onnx_encoder import OnnxEncoder
+
+    built: list[Extractor] = []
+    real = Extractor.from_registry.__func__
+
+    def spy(cls: type[Extractor], *args: object, **kwargs: object) -> Extractor:
+        built.append(real(cls, *args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(Extractor, "from_registry", classmethod(spy))
+    monkeypatch.setenv("RE_PIPELINE_MODELS_DIR", str(tiny_registry(tmp_path / "models")))
+    (tmp_path / "corpus.json").write_text(json.dumps(json.loads(SAMPLE_CORPUS.read_text())[:2]))
+    shards = ingest(tmp_path / "corpus.json", tmp_path / "shards", progress=False).shards
+    code, out, _ = _run(capsys, database_url, "extract", *shards, "--out", str(tmp_path / "out"), "--device", "cpu",
+                        "--cpu-runtime", "onnx")  # fmt: skip
+    assert code == 0 and "2 documents" in out
+    assert isinstance(built[0].spert.model.encoder, OnnxEncoder)

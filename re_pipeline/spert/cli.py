@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import SpertTrainConfig, from_args
+from re_pipeline.config import RUNTIMES, SpertTrainConfig, from_args
 from re_pipeline.spert.data import Types, load_examples
 
 
@@ -89,8 +89,6 @@ def _runtime_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _cpu_flags(parser: argparse.ArgumentParser) -> None:
-    from re_pipeline.encoder import RUNTIMES
-
     parser.add_argument(
         "--int8",
         action="store_true",
