@@ -155,7 +155,8 @@ def main() -> None:
     speeds = inference_speeds(variants, sentences)
     speed, floor = speeds["torch fp32"]
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
-    scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items()}
+    scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items() if name != "torch fp32"}
+    scores = {"torch fp32": result.summary(), **scores}
     others = variant_table(scores, speeds) if len(variants) > 1 else ""
 
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])

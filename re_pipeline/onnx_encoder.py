@@ -90,7 +90,6 @@ class OnnxEncoder(torch.nn.Module):
             raise RuntimeError("the onnx runtime needs ONNX Runtime: pip install onnxruntime onnx") from err
 
         self.config = encoder.config
-        self.int8 = int8
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
