@@ -82,18 +82,27 @@ def span_detection(gold: list[Example], preds: list[SentencePrediction]) -> PRF:
     return prf(count_by_type(g, p, lambda _: "mention")["mention"])
 
 
-def runtime_variants(predictor: SpertPredictor, int8: bool, onnx: bool) -> dict[str, SpertPredictor]:
-    """The same model on every CPU encoder runtime asked for, torch fp32 first."""
+def runtime_variants(
+    predictor: SpertPredictor, int8: bool, onnx: bool, calibration: list[list[str]] | None
+) -> dict[str, SpertPredictor]:
+    """The same model on every CPU encoder runtime asked for, torch fp32 first (int8 smoothed
+    with ``calibration`` sentences; None: the bundled sample corpus)."""
     wanted = [("torch", True)] * int8 + [("onnx", False)] * onnx + [("onnx", True)] * (onnx and int8)
     variants = {"torch fp32": predictor}
     for runtime, quantized in wanted:
         variants[f"{runtime} {'int8' if quantized else 'fp32'}"] = SpertPredictor(
-            predictor.model, predictor.tokenizer, "cpu", predictor.batch_size, int8=quantized, runtime=runtime
+            predictor.model,
+            predictor.tokenizer,
+            "cpu",
+            predictor.batch_size,
+            int8=quantized,
+            runtime=runtime,
+            calibration=calibration,
         )
     return variants
 
 
-def variant_table(scores: dict[str, dict[str, float]], speeds: dict[str, tuple[float, float]]) -> str:
+def variant_table(scores: dict[str, dict[str, float]], speeds: dict[str, tuple[float, float]], calibration: str) -> str:
     base = speeds["torch fp32"][0]
     rows = [
         f"| {name} | {s['ent_micro_f1']:.2f} | {s['rel_nec_micro_f1']:.2f} | {speeds[name][0]:.1f} "
@@ -101,8 +110,8 @@ def variant_table(scores: dict[str, dict[str, float]], speeds: dict[str, tuple[f
         for name, s in scores.items()
     ]
     return f"""
-Other CPU encoder runtimes for the same model (int8: dynamic, per-channel weights), accuracy and speed
-measured in the same run, speed in interleaved rounds:
+Other CPU encoder runtimes for the same model (int8: dynamic, per-channel weights, feed-forward inputs
+smoothed with {calibration}), accuracy and speed measured in the same run, speed in interleaved rounds:
 
 | encoder | entity F1 | strict relation F1 | sentences/s | encoder floor, sentences/s | speed vs torch fp32 |
 |---|---:|---:|---:|---:|---:|
@@ -133,6 +142,12 @@ def main() -> None:
     parser.add_argument(
         "--onnx", action="store_true", help="also measure the encoder on ONNX Runtime (fp32; int8 too with --int8)"
     )
+    parser.add_argument(
+        "--calibration",
+        choices=["train", "sample"],
+        default="train",
+        help="int8 smoothing calibrated on the training sentences or on the bundled sample corpus",
+    )
     parser.add_argument("--section", help="BENCHMARKS.md section to (re)write (default: one per dataset)")
     args = parser.parse_args()
     set_threads(args.threads)
@@ -147,7 +162,8 @@ def main() -> None:
     epoch_times = [h["train_seconds"] for h in metrics["history"]]
 
     predictor = SpertPredictor.load(model_dir, device="cpu", batch_size=args.batch_size)
-    variants = runtime_variants(predictor, args.int8, args.onnx)
+    calibration = [ex.tokens for ex in train_set] if args.calibration == "train" else None
+    variants = runtime_variants(predictor, args.int8, args.onnx, calibration)
     sentences = [ex.tokens for ex in dev_set]
     predictions = {name: p.predict_tokens(sentences) for name, p in variants.items()}
     result = evaluate(dev_set, predictions["torch fp32"], types)
@@ -157,7 +173,8 @@ def main() -> None:
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
     scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items() if name != "torch fp32"}
     scores = {"torch fp32": result.summary(), **scores}
-    others = variant_table(scores, speeds) if len(variants) > 1 else ""
+    calibrated_on = {"train": "the first 256 training sentences", "sample": "the bundled sample corpus"}
+    others = variant_table(scores, speeds, calibrated_on[args.calibration]) if len(variants) > 1 else ""
 
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])
     body = f"""

@@ -10,7 +10,6 @@ truncated.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from re_pipeline.config import RUNTIMES
 
 
 def load_tokenizer(name_or_path: str) -> Any:
@@ -258,49 +255,6 @@ def pool_words(hidden: torch.Tensor, batch: WordBatch, how: str = "max") -> torc
     out = hidden.new_zeros((b, w + 1, h))
     out = out.scatter_reduce(1, index, hidden, reduce=reduce, include_self=False)
     return out[:, :w] * batch.word_mask[..., None].to(hidden.dtype)
-
-
-def quantize_int8(encoder: torch.nn.Module) -> torch.nn.Module:
-    """The encoder with its Linear layers as dynamic int8 (per-channel weights), for CPU inference.
-
-    On CPUs without bf16 arithmetic (AVX2 without AVX-512/AMX), fp32 forward passes can
-    already run near the cores' peak, so int8 matrix products are the way to go faster;
-    they cost some accuracy (see BENCHMARKS.md), hence opt-in. Activations are quantized
-    per batch, so predictions can differ slightly with the batching. Returns a quantized
-    copy; ``encoder`` itself is left as it was.
-    """
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():  # torch.ao's eager quantization announces its move to torchao
-        warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated", DeprecationWarning)
-        warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel", UserWarning)
-        return quantize_dynamic(encoder, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
-
-
-def inference_encoder(encoder: torch.nn.Module, runtime: str = "torch", int8: bool = False) -> torch.nn.Module:
-    """The encoder a CPU predictor runs: as trained, torch dynamic int8, or on ONNX Runtime
-    (fp32 or int8). ``encoder`` itself is left as it was."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    if runtime == "onnx":
-        from re_pipeline.onnx_encoder import OnnxEncoder
-
-        return OnnxEncoder(encoder, int8)
-    return quantize_int8(encoder) if int8 else encoder
-
-
-def for_inference(model: torch.nn.Module, device: torch.device, runtime: str = "torch", int8: bool = False) -> Any:
-    """``model`` (anything with an ``encoder``) ready to predict on ``device``: a copy whose encoder
-    runs as asked (CPU only), or the model itself when nothing changes."""
-    if runtime == "torch" and not int8:
-        return model.to(device).eval()
-    if device.type != "cpu":
-        raise ValueError("int8 and the onnx runtime are for CPUs; on a GPU, bf16 autocast is used instead")
-    # The memo spares copying the trained encoder only to replace it; the caller's model is left as it was.
-    swapped = inference_encoder(model.encoder, runtime, int8)
-    return copy.deepcopy(model, {id(model.encoder): swapped}).eval()
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -104,7 +104,7 @@ def test_word_batches_tokenize_once_skip_empty_and_match_tokenize_words(tokenize
 
 
 def test_onnx_encoder_matches_torch_on_padded_and_windowed_batches(tokenizer):
-    from re_pipeline.encoder import inference_encoder
+    from re_pipeline.inference import inference_encoder
 
     model = tiny_encoder(tokenizer, max_positions=20)
     onnx = inference_encoder(model, "onnx")

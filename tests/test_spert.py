@@ -17,6 +17,7 @@ from tiny_models import EXAMPLES, TYPES, tiny_encoder
 from re_pipeline.config import SpertTrainConfig
 from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
 from re_pipeline.encoder import encode, tokenize_words
+from re_pipeline.inference import SmoothedLinear
 from re_pipeline.spert.data import (
     Example,
     PredictedEntity,
@@ -310,8 +311,10 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
     assert text["relations"][0]["type"] == "Live_In"
 
     quantized = SpertPredictor.load(tmp_path / "m", device="cpu", int8=True)
-    linears = [m for m in quantized.model.encoder.modules() if "Linear" in type(m).__name__]
+    modules = list(quantized.model.encoder.modules())
+    linears = [m for m in modules if "Linear" in type(m).__name__ and not isinstance(m, SmoothedLinear)]
     assert linears and all(type(m).__module__.startswith("torch.ao.nn.quantized") for m in linears)
+    assert any(isinstance(m, SmoothedLinear) for m in modules)  # feed-forward inputs smoothed before quantizing
     result = evaluate(EXAMPLES, quantized.predict_tokens(sentences), TYPES)
     assert result.entities.micro.f1 >= 0.9 and result.relations_nec.micro.f1 >= 0.8  # int8 keeps what was learned
     on_caller = SpertPredictor(model, tokenizer, "cpu", int8=True)

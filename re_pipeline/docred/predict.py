@@ -31,7 +31,8 @@ import torch
 from re_pipeline.docred.data import Batch, DocFeatures, Pair, build_features, collate
 from re_pipeline.docred.model import DocREModel
 from re_pipeline.documents import Document, Relation
-from re_pipeline.encoder import autocast, for_inference, length_batches, load_tokenizer, resolve_device
+from re_pipeline.encoder import autocast, length_batches, load_tokenizer, resolve_device
+from re_pipeline.inference import for_inference
 
 log = logging.getLogger(__name__)
 

@@ -85,14 +85,25 @@ def register(subparsers: Any) -> None:
 def _runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 for speed comparisons)")
-    parser.add_argument("--eval-batch-size", type=int, default=32, help="sentences per inference batch")
+    parser.add_argument(
+        "--eval-batch-size",
+        type=int,
+        default=SpertTrainConfig.eval_batch_size,
+        help="sentences per inference batch (on one CPU thread, 8 is faster: less padding, BENCHMARKS.md)",
+    )
 
 
 def _cpu_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="CPU only: dynamic int8 encoder, about 1.4x the sentences/s for about 1 F1 point (BENCHMARKS.md)",
+        help="CPU only: dynamic int8 encoder with smoothed activations, ~1.5x the sentences/s (BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="with --int8: SpERT or DocRED-format JSON whose sentences set the activation smoothing "
+        "(default: the bundled sample corpus; the training data fits best)",
     )
     parser.add_argument(
         "--runtime",
@@ -113,7 +124,10 @@ def _predictor(args: argparse.Namespace) -> Any:
     from re_pipeline.spert.predict import SpertPredictor
 
     _setup(args)
-    return SpertPredictor.load(args.model, args.device, args.eval_batch_size, int8=args.int8, runtime=args.runtime)
+    calibration = [ex.tokens for ex in load_examples(args.calibration)] if args.calibration else None
+    return SpertPredictor.load(
+        args.model, args.device, args.eval_batch_size, int8=args.int8, runtime=args.runtime, calibration=calibration
+    )
 
 
 def _types_for(args: argparse.Namespace, train_set: list[Any]) -> Types:

@@ -14,13 +14,8 @@ from typing import Any
 import torch
 
 from re_pipeline.documents import Document
-from re_pipeline.encoder import (
-    autocast,
-    for_inference,
-    load_tokenizer,
-    resolve_device,
-    word_batches,
-)
+from re_pipeline.encoder import autocast, load_tokenizer, resolve_device, word_batches
+from re_pipeline.inference import CALIBRATION_SENTENCES, for_inference, sample_sentences
 from re_pipeline.spert.data import SentencePrediction, apply_predictions, document_json
 from re_pipeline.spert.model import SpertModel
 
@@ -35,10 +30,17 @@ class SpertPredictor:
         max_tokens: int | None = None,
         int8: bool = False,
         runtime: str = "torch",
+        calibration: Sequence[Sequence[str]] | None = None,
     ) -> None:
+        """``calibration``: sentences whose encoder activations set the int8 smoothing
+        (``inference.smooth``; default the bundled sample corpus); in-domain ones fit best."""
         self.device = resolve_device(device)
-        self.model = for_inference(model, self.device, runtime, int8)  # see encoder.inference_encoder
         self.tokenizer = tokenizer
+        batches = None
+        if int8:
+            sentences = list(calibration if calibration is not None else sample_sentences())[:CALIBRATION_SENTENCES]
+            batches = (words for _, words in word_batches(tokenizer, sentences, batch_size))
+        self.model = for_inference(model, self.device, runtime, int8, batches)
         self.batch_size = batch_size
         self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
 
@@ -51,10 +53,11 @@ class SpertPredictor:
         max_tokens: int | None = None,
         int8: bool = False,
         runtime: str = "torch",
+        calibration: Sequence[Sequence[str]] | None = None,
     ) -> SpertPredictor:
         """A model directory written by training; loads offline."""
         model, tokenizer = SpertModel.from_pretrained(model_dir), load_tokenizer(str(model_dir))
-        return cls(model, tokenizer, device, batch_size, max_tokens, int8, runtime)
+        return cls(model, tokenizer, device, batch_size, max_tokens, int8, runtime, calibration)
 
     def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[SentencePrediction]:
         """Predictions for pre-tokenized sentences, in input order; batched by subword length."""
