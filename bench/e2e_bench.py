@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import median, peak_rss_kib, publish  # noqa: E402
 from re_pipeline.config import RUNTIMES  # noqa: E402
-from re_pipeline.coref import Grouper, gold_pairs  # noqa: E402
+from re_pipeline.coref import gold_pairs  # noqa: E402
 from re_pipeline.coref_metrics import coref_scores  # noqa: E402
 from re_pipeline.documents import Annotations, Document  # noqa: E402
 from re_pipeline.e2e import evaluate  # noqa: E402
@@ -57,15 +57,8 @@ class EncoderClock:
 
 
 def build(args: argparse.Namespace, runtime: str) -> Extractor:
-    from re_pipeline.docred.predict import DocREPredictor
-    from re_pipeline.spert.predict import SpertPredictor
-
-    return Extractor(
-        SpertPredictor.load(args.spert, args.device, runtime=runtime),
-        Grouper.load(args.coref),
-        DocREPredictor.load(args.docred, args.device, runtime=runtime) if args.docred else None,
-        {"spert": args.spert, "docred": args.docred or "-", "coref": args.coref or "rules"},
-        docs_per_batch=args.docs_per_batch,
+    return Extractor.from_paths(
+        args.spert, args.coref, args.docred, args.device, cpu_runtime=runtime, docs_per_batch=args.docs_per_batch
     )
 
 

@@ -188,7 +188,7 @@ class DocRETrainConfig:
     step2_extra_epochs: int = 4  # step 2 trains this many epochs more than step 1 (see ``epochs_of``)
     step2_batch_size: int = 2  # step 2's own (see ``batch_size_of``)
     lr: float = 5e-5  # encoder
-    step2_lr: float = 1e-4  # step 2's encoder (see ``batch_size_of``)
+    step2_lr: float = 1e-4  # step 2's encoder (see ``lr_of``)
     head_lr: float = 1e-3  # projection + BiLinear
     warmup: float = 0.06
     weight_decay: float = 0.01

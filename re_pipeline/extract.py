@@ -95,25 +95,52 @@ class Extractor:
         cpu_runtime: str = "torch",
         **options: Any,
     ) -> Extractor:
-        """The registry's current models, or the ``pinned`` versions (heavy imports happen here);
-        ``max_tokens`` caps the padded subwords of every encoder batch; ``cpu_runtime`` is where
-        the encoders run when the device is a CPU (ignored on a GPU)."""
-        from re_pipeline.docred.predict import DocREPredictor
-        from re_pipeline.encoder import resolve_device
-        from re_pipeline.spert.predict import SpertPredictor
-
+        """The registry's current models, or the ``pinned`` versions (see ``from_paths``)."""
         registry = Registry(Path(models_dir))
         versions = registry.versions(pinned)
         if "spert" not in versions:
             raise FileNotFoundError(
                 f"no current SpERT model in {registry.path}; train one: re-pipeline train --profile quick"
             )
-        root, docred = registry.root, versions.get("docred")
+        root = registry.root
+        return cls.from_paths(
+            root / versions["spert"],
+            root / versions["coref"] if "coref" in versions else None,
+            root / versions["docred"] if "docred" in versions else None,
+            device,
+            max_tokens,
+            cpu_runtime,
+            versions,
+            **options,
+        )
+
+    @classmethod
+    def from_paths(
+        cls,
+        spert: Path,
+        coref: Path | None = None,
+        docred: Path | None = None,
+        device: str = "auto",
+        max_tokens: int | None = None,
+        cpu_runtime: str = "torch",
+        versions: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Extractor:
+        """Models from their directories (heavy imports happen here); no ``coref`` means the
+        rule-based grouper, no ``docred`` no document-level relations. ``max_tokens`` caps the
+        padded subwords of every encoder batch; ``cpu_runtime`` is where the encoders run when
+        the device is a CPU (ignored on a GPU)."""
+        from re_pipeline.docred.predict import DocREPredictor
+        from re_pipeline.encoder import resolve_device
+        from re_pipeline.spert.predict import SpertPredictor
+
         runtime = cpu_runtime if resolve_device(device).type == "cpu" else "torch"
+        if versions is None:
+            versions = {"spert": str(spert), "docred": str(docred or "-"), "coref": str(coref or "rules")}
         return cls(
-            SpertPredictor.load(root / versions["spert"], device, max_tokens=max_tokens, runtime=runtime),
-            Grouper.load(root / versions["coref"] if "coref" in versions else None),
-            DocREPredictor.load(root / docred, device, max_tokens, runtime) if docred else None,
+            SpertPredictor.load(spert, device, max_tokens=max_tokens, runtime=runtime),
+            Grouper.load(coref),
+            DocREPredictor.load(docred, device, max_tokens, runtime) if docred else None,
             versions,
             **options,
         )
