@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per inference batch")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--runs", type=int, default=5, help="timed rounds; speeds are their medians")
     parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")
     parser.add_argument("--int8", action="store_true", help="also measure the int8 encoder (accuracy and speed)")
     parser.add_argument(
@@ -168,7 +169,7 @@ def main() -> None:
     predictions = {name: p.predict_tokens(sentences) for name, p in variants.items()}
     result = evaluate(dev_set, predictions["torch fp32"], types)
     spans = span_detection(dev_set, predictions["torch fp32"])
-    speeds = inference_speeds(variants, sentences)
+    speeds = inference_speeds(variants, sentences, args.runs)
     speed, floor = speeds["torch fp32"]
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
     scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items() if name != "torch fp32"}
@@ -193,7 +194,7 @@ Dev strict relation F1 per epoch: {curve}
 | speed (one CPU thread) | value |
 |---|---:|
 | training time per epoch, median (s) | {median(epoch_times):.1f} |
-| inference, sentences/s (median of 5, model load excluded) | {speed:.1f} |
+| inference, sentences/s (median of {args.runs}, model load excluded) | {speed:.1f} |
 | encoder passes alone on the same batches (floor), sentences/s | {floor:.1f} |
 {others}
 <details><summary>Per-type scores</summary>

@@ -522,6 +522,20 @@ def test_cli_evaluate_and_predict(tokenizer, tmp_path, capsys):
     out = json.loads((tmp_path / "o.json").read_text())
     assert out and set(out[0]) == {"title", "h_idx", "t_idx", "r", "score"}
 
+    # The encoders on ONNX Runtime: the same facts, scores to float tolerance; tuning (which saves) refused.
+    onnx_out = tmp_path / "onnx.json"
+    model_args = ["--model", str(tmp_path / "m"), "--device", "cpu", "--runtime", "onnx"]
+    args = parser.parse_args(["docred", "predict", *model_args, "--input", str(data), "--output", str(onnx_out)])
+    assert args.func(args) == 0
+    on_onnx = json.loads(onnx_out.read_text())
+    assert [(p["title"], p["h_idx"], p["t_idx"], p["r"]) for p in on_onnx] == [
+        (p["title"], p["h_idx"], p["t_idx"], p["r"]) for p in out
+    ]
+    assert [p["score"] for p in on_onnx] == pytest.approx([p["score"] for p in out], abs=1e-4)
+    args = parser.parse_args(["docred", "evaluate", *model_args, "--data", str(data), "--tune"])
+    with pytest.raises(SystemExit, match="torch runtime"):
+        args.func(args)
+
 
 def test_a_saved_setting_this_version_does_not_know_is_a_clear_error(tokenizer, tmp_path):
     tiny_predictor(tokenizer).save(tmp_path / "m")

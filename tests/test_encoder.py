@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import tiny_encoder
 
-from re_pipeline.encoder import encode, length_batches, pool_words, token_to_word, tokenize_words, word_batches
+from re_pipeline.encoder import encode, length_batches, pool_words, tokenize_words, word_batches
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,17 @@ def test_pool_words_max_and_mean_over_each_words_subwords(tokenizer):
     words = ["Kowalczykowski", "met", "Tegucigalpa's", "mayor"]
     batch = tokenize_words(tokenizer, [words, ["hi"]])
     hidden = torch.randn(2, batch.input_ids.shape[1], 6)
-    for how, reduce in (("max", lambda x: x.max(0).values), ("mean", lambda x: x.mean(0))):
+    reductions = (("max", lambda x: x.max(0).values), ("mean", lambda x: x.mean(0)), ("sum", lambda x: x.sum(0)))
+    assert int((batch.word_end - batch.word_start).max()) >= 4  # words of several subwords
+    for how, reduce in reductions:
         pooled = pool_words(hidden, batch, how)
         for i in range(len(words)):
             sub = hidden[0, batch.word_start[0, i] : batch.word_end[0, i]]
             assert torch.allclose(pooled[0, i], reduce(sub), atol=1e-6)
+        assert torch.allclose(pooled[1, 0], reduce(hidden[1, 1:2]), atol=1e-6)
         assert torch.equal(pooled[1, 1:], torch.zeros(3, 6))  # padding words
-    word_of = token_to_word(batch, batch.input_ids.shape[1])
-    assert word_of[0, 0] == 4 and word_of[0, int(batch.word_start[0, 2])] == 2  # [CLS] belongs to no word
+    with pytest.raises(ValueError, match="unknown pooling"):
+        pool_words(hidden, batch, "min")
 
 
 def test_windowed_encoding_keeps_every_token_and_matches_short_inputs(tokenizer):
