@@ -342,12 +342,15 @@ def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(toke
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     data = str(tmp_path / "data.json")
-    model_args = ["--model", str(tmp_path / "m"), "--device", "cpu", "--int8", "--runtime", "onnx"]
-    args = parser.parse_args(["spert", "evaluate", *model_args, "--data", data, "--calibration", data, "--json"])
+    model_args = ["evaluate", "--model", str(tmp_path / "m"), "--data", data, "--calibration", data, "--device", "cpu"]
+    args = parser.parse_args(["spert", *model_args, "--int8", "--runtime", "onnx", "--json"])
     capsys.readouterr()  # what training printed
     args.func(args)
     scores = json.loads(capsys.readouterr().out)
     assert scores["entities"]["micro"]["f1"] >= 90 and scores["relations_nec"]["micro"]["f1"] >= 80
+    args = parser.parse_args(["spert", *model_args])
+    with pytest.raises(SystemExit, match="needs --int8"):
+        args.func(args)
 
 
 def _labels(preds: list[SentencePrediction]) -> list[Any]:

@@ -97,7 +97,8 @@ def _cpu_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="CPU only: dynamic int8 encoder with smoothed activations, ~1.5x the sentences/s (BENCHMARKS.md)",
+        help="CPU only: dynamic int8 encoder with smoothed activations: ~1.35x the sentences/s, ~1.6x with "
+        "--runtime onnx (BENCHMARKS.md)",
     )
     parser.add_argument(
         "--calibration",
@@ -124,6 +125,8 @@ def _predictor(args: argparse.Namespace) -> Any:
     from re_pipeline.spert.predict import SpertPredictor
 
     _setup(args)
+    if args.calibration and not args.int8:
+        raise SystemExit("--calibration sets the int8 smoothing; it needs --int8")
     calibration = [ex.tokens for ex in load_examples(args.calibration)] if args.calibration else None
     return SpertPredictor.load(
         args.model, args.device, args.eval_batch_size, int8=args.int8, runtime=args.runtime, calibration=calibration
