@@ -74,19 +74,22 @@ def input_maxima(encoder: nn.Module, batches: Iterable[WordBatch]) -> dict[str, 
         return hook
 
     hooks = [m.register_forward_pre_hook(record(name)) for name, m in feed_forward_linears(encoder).items()]
+    seen = 0
     try:
         for words in batches:
             encode(encoder, words.input_ids, words.attention_mask)
+            seen += 1
     finally:
         for hook in hooks:
             hook.remove()
-    if not maxima:
+    if not seen:
         raise ValueError("no calibration batches: smoothing needs a few sentences")
     return maxima
 
 
 def smooth(encoder: nn.Module, batches: Iterable[WordBatch], alpha: float = SMOOTHING_ALPHA) -> nn.Module:
-    """A copy of ``encoder`` computing the same function with its feed-forward inputs smoothed."""
+    """A copy of ``encoder`` computing the same function with its feed-forward inputs smoothed
+    (an encoder without width-changing Linear layers comes back unchanged)."""
     maxima = input_maxima(encoder, batches)
     smoothed = copy.deepcopy(encoder)
     for name, linear in feed_forward_linears(smoothed).items():

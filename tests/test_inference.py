@@ -72,5 +72,24 @@ def test_smoothing_brings_int8_closer_to_fp32(tokenizer, outlier_encoder):
 def test_calibration_needs_sentences_and_defaults_to_the_sample_corpus(tokenizer):
     with pytest.raises(ValueError, match="calibration"):
         smooth(tiny_encoder(tokenizer), [])
+    # An encoder whose feed-forward block keeps the width has nothing to smooth: the same encoder back.
+    from transformers import BertConfig, BertModel
+
+    square = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+        )
+    ).eval()
+    batch = tokenize_words(tokenizer, SENTENCES)
+    same = smooth(square, [batch])
+    assert not any(isinstance(m, SmoothedLinear) for m in same.modules())
+    with torch.no_grad():
+        assert torch.equal(
+            encode(same, batch.input_ids, batch.attention_mask), encode(square, batch.input_ids, batch.attention_mask)
+        )
     sentences = sample_sentences()
     assert len(sentences) > 100 and all(isinstance(w, str) for s in sentences for w in s)
