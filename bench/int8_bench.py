@@ -16,10 +16,11 @@ Run from the repository root, e.g.::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,7 +28,7 @@ from bench.report import median, update_section
 from bench.spert_bench import DATA, load_data
 from re_pipeline.config import SAMPLE_CORPUS
 from re_pipeline.encoder import word_batches
-from re_pipeline.inference import CALIBRATION_SENTENCES, inference_encoder, smooth
+from re_pipeline.inference import CALIBRATION_SENTENCES, SMOOTHING_ALPHA, for_inference
 from re_pipeline.spert.data import Example, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.predict import SpertPredictor
@@ -54,16 +55,15 @@ def fidelity(
     types = Types.load(model_dir / "types.json")
     gold = as_gold(held_out, fp32.predict_tokens(held_out))
     variants: dict[str, tuple[str, float | None]] = {"torch int8": ("torch", None), "onnx int8": ("onnx", None)}
-    variants |= {f"torch int8, α {a}": ("torch", a) for a in alphas if a == 0.8}
+    variants[f"torch int8, α {SMOOTHING_ALPHA}"] = ("torch", SMOOTHING_ALPHA)
     variants |= {f"onnx int8, α {a}": ("onnx", a) for a in alphas}
     out = {}
     for name, (runtime, alpha) in variants.items():
-        encoder = fp32.model.encoder
+        batches, strength = None, SMOOTHING_ALPHA  # no calibration batches: quantized as trained
         if alpha is not None:
             batches = (words for _, words in word_batches(fp32.tokenizer, calibration, fp32.batch_size))
-            encoder = smooth(encoder, batches, alpha)
-        quantized = inference_encoder(encoder, runtime, int8=True)
-        model = copy.deepcopy(fp32.model, {id(fp32.model.encoder): quantized}).eval()
+            strength = alpha
+        model = for_inference(fp32.model, torch.device("cpu"), runtime, True, batches, strength)
         preds = SpertPredictor(model, fp32.tokenizer, "cpu", fp32.batch_size).predict_tokens(held_out)
         s = evaluate(gold, preds, types).summary()
         out[name] = (s["ent_micro_f1"], s["rel_nec_micro_f1"])

@@ -24,9 +24,9 @@ from torch import nn
 from re_pipeline.config import RUNTIMES, SAMPLE_CORPUS
 from re_pipeline.encoder import WordBatch, encode
 
-#: Migration strength. 0.8 agreed best with three CoNLL04 models' fp32 predictions on sentences
-#: they never saw in a sweep of 0.5-0.9; lower values push the outliers into the weights instead
-#: (BENCHMARKS.md, "int8 fidelity: activation smoothing").
+#: Migration strength: higher moves more of the activations' range into the weights, lower leaves
+#: more of the outliers in the activations. 0.8 agreed best with three CoNLL04 models' fp32
+#: predictions on sentences they never saw in a sweep of 0.5-0.9 (BENCHMARKS.md, "int8 fidelity").
 SMOOTHING_ALPHA = 0.8
 #: Calibration sentences used at most: the maxima settle within a few hundred.
 CALIBRATION_SENTENCES = 256
@@ -38,11 +38,12 @@ def sample_sentences() -> list[list[str]]:
 
 
 class SmoothedLinear(nn.Module):
-    """``linear(x)`` computed as ``linear'(x / s)`` with ``linear'``'s weight columns times ``s``."""
+    """``linear(x)`` computed as ``linear'(x / s)`` with ``linear'``'s weight columns times ``s``
+    (``linear`` is taken over and rescaled in place)."""
 
     def __init__(self, linear: nn.Linear, scale: torch.Tensor) -> None:
         super().__init__()
-        self.linear = copy.deepcopy(linear)
+        self.linear = linear
         with torch.no_grad():
             self.linear.weight.mul_(scale)
         self.register_buffer("inverse_scale", 1.0 / scale)
@@ -74,12 +75,14 @@ def input_maxima(encoder: nn.Module, batches: Iterable[WordBatch]) -> dict[str, 
         return hook
 
     hooks = [m.register_forward_pre_hook(record(name)) for name, m in feed_forward_linears(encoder).items()]
-    seen = 0
+    was_training, seen = encoder.training, 0
+    encoder.eval()  # the activations inference will see: no dropout
     try:
         for words in batches:
             encode(encoder, words.input_ids, words.attention_mask)
             seen += 1
     finally:
+        encoder.train(was_training)
         for hook in hooks:
             hook.remove()
     if not seen:
@@ -89,10 +92,14 @@ def input_maxima(encoder: nn.Module, batches: Iterable[WordBatch]) -> dict[str, 
 
 def smooth(encoder: nn.Module, batches: Iterable[WordBatch], alpha: float = SMOOTHING_ALPHA) -> nn.Module:
     """A copy of ``encoder`` computing the same function with its feed-forward inputs smoothed
-    (an encoder without width-changing Linear layers comes back unchanged)."""
+    (``encoder`` itself when it has no width-changing Linear layers: nothing to smooth)."""
+    if not feed_forward_linears(encoder):
+        return encoder
     maxima = input_maxima(encoder, batches)
     smoothed = copy.deepcopy(encoder)
     for name, linear in feed_forward_linears(smoothed).items():
+        if name not in maxima:  # never ran on the calibration sentences (e.g. an unused head)
+            continue
         w_max = linear.weight.detach().abs().amax(0).float().clamp(min=1e-5)
         scale = maxima[name].clamp(min=1e-5).pow(alpha) / w_max.pow(1 - alpha)
         parent_name, _, attr = name.rpartition(".")
@@ -115,15 +122,19 @@ def quantize_int8(encoder: nn.Module) -> nn.Module:
 
 
 def inference_encoder(
-    encoder: nn.Module, runtime: str = "torch", int8: bool = False, calibration: Iterable[WordBatch] | None = None
+    encoder: nn.Module,
+    runtime: str = "torch",
+    int8: bool = False,
+    calibration: Iterable[WordBatch] | None = None,
+    alpha: float = SMOOTHING_ALPHA,
 ) -> nn.Module:
     """The encoder a CPU predictor runs: as trained, torch dynamic int8, or on ONNX Runtime
-    (fp32 or int8). int8 encoders are smoothed first when ``calibration`` batches are given.
-    ``encoder`` itself is left as it was."""
+    (fp32 or int8). int8 encoders are smoothed first (strength ``alpha``) when ``calibration``
+    batches are given. ``encoder`` itself is left as it was."""
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if int8 and calibration is not None:
-        encoder = smooth(encoder, calibration)
+        encoder = smooth(encoder, calibration, alpha)
     if runtime == "onnx":
         from re_pipeline.onnx_encoder import OnnxEncoder
 
@@ -137,13 +148,14 @@ def for_inference(
     runtime: str = "torch",
     int8: bool = False,
     calibration: Iterable[WordBatch] | None = None,
+    alpha: float = SMOOTHING_ALPHA,
 ) -> nn.Module:
     """``model`` (anything with an ``encoder``) ready to predict on ``device``: a copy whose encoder
-    runs as asked (CPU only), or the model itself when nothing changes."""
+    runs as asked (CPU only; see ``inference_encoder``), or the model itself when nothing changes."""
     if runtime == "torch" and not int8:
         return model.to(device).eval()
     if device.type != "cpu":
         raise ValueError("int8 and the onnx runtime are for CPUs; on a GPU, bf16 autocast is used instead")
     # The memo spares copying the trained encoder only to replace it; the caller's model is left as it was.
-    swapped = inference_encoder(model.encoder, runtime, int8, calibration)
+    swapped = inference_encoder(model.encoder, runtime, int8, calibration, alpha)
     return copy.deepcopy(model, {id(model.encoder): swapped}).eval()

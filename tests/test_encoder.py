@@ -6,7 +6,7 @@ import pytest
 import torch
 from tiny_models import tiny_encoder
 
-from re_pipeline.encoder import encode, length_batches, pool_words, tokenize_words, word_batches
+from re_pipeline.encoder import WordBatch, encode, length_batches, pool_words, tokenize_words, word_batches
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,13 @@ def test_pool_words_max_and_mean_over_each_words_subwords(tokenizer):
         assert torch.equal(pooled[1, 1:], torch.zeros(3, 6))  # padding words
     with pytest.raises(ValueError, match="unknown pooling"):
         pool_words(hidden, batch, "min")
+    # A word without subwords of its own (hand-built; align_words gives such words [UNK]) pools to zeros.
+    empty_word = WordBatch(
+        batch.input_ids, batch.attention_mask, batch.word_start.clone(), batch.word_end.clone(), batch.word_mask
+    )
+    empty_word.word_end[0, 1] = empty_word.word_start[0, 1]
+    for how in ("max", "mean", "sum"):
+        assert torch.equal(pool_words(hidden, empty_word, how)[0, 1], torch.zeros(6))
 
 
 def test_windowed_encoding_keeps_every_token_and_matches_short_inputs(tokenizer):

@@ -72,24 +72,24 @@ def test_smoothing_brings_int8_closer_to_fp32(tokenizer, outlier_encoder):
 def test_calibration_needs_sentences_and_defaults_to_the_sample_corpus(tokenizer):
     with pytest.raises(ValueError, match="calibration"):
         smooth(tiny_encoder(tokenizer), [])
-    # An encoder whose feed-forward block keeps the width has nothing to smooth: the same encoder back.
+    # An encoder whose feed-forward block keeps the width has nothing to smooth: it comes back as it was.
     from transformers import BertConfig, BertModel
 
-    square = BertModel(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=16,
-        )
-    ).eval()
-    batch = tokenize_words(tokenizer, SENTENCES)
-    same = smooth(square, [batch])
-    assert not any(isinstance(m, SmoothedLinear) for m in same.modules())
-    with torch.no_grad():
-        assert torch.equal(
-            encode(same, batch.input_ids, batch.attention_mask), encode(square, batch.input_ids, batch.attention_mask)
-        )
+    width = {"hidden_size": 16, "intermediate_size": 16}
+    square = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, num_hidden_layers=1, num_attention_heads=2, **width))
+    assert smooth(square, [tokenize_words(tokenizer, SENTENCES)]) is square
     sentences = sample_sentences()
     assert len(sentences) > 100 and all(isinstance(w, str) for s in sentences for w in s)
+
+
+def test_calibration_sees_inference_activations_and_skips_unused_layers(tokenizer):
+    model = tiny_encoder(tokenizer, dropout=0.3)
+    model.unused_head = torch.nn.Linear(32, 3)  # width-changing, but never run by the encoder's forward
+    batch = tokenize_words(tokenizer, SENTENCES)
+    expected = input_maxima(model.eval(), [batch])
+    model.train()
+    got = input_maxima(model, [batch])  # dropout would make these random and larger
+    assert model.training  # the caller's mode is restored
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+    smoothed = smooth(model, [batch])
+    assert isinstance(smoothed.unused_head, torch.nn.Linear)  # left as it was, no KeyError

@@ -39,7 +39,7 @@ class SpertPredictor:
         batches = None
         if int8:
             sentences = list(calibration if calibration is not None else sample_sentences())[:CALIBRATION_SENTENCES]
-            batches = (words for _, words in word_batches(tokenizer, sentences, batch_size))
+            batches = (words for _, words in word_batches(tokenizer, sentences, batch_size, max_tokens))
         self.model = for_inference(model, self.device, runtime, int8, batches)
         self.batch_size = batch_size
         self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
