@@ -135,7 +135,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--max-train", type=int)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per inference batch")
+    parser.add_argument(
+        "--batch-size", type=int, default=SpertTrainConfig.eval_batch_size, help="sentences per inference batch"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--runs", type=int, default=5, help="timed rounds; speeds are their medians")
     parser.add_argument("--skip-train", action="store_true", help="evaluate an already trained model directory")

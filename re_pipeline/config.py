@@ -60,7 +60,7 @@ class Settings:
     #: "auto", "cpu" or "cuda".
     device: str = "auto"
     #: Where encoders run when the device is a CPU: "torch", or "onnx" (ONNX Runtime: the same
-    #: predictions, 1.04-1.10x faster on the 2-core test box, after seconds of export per encoder at load).
+    #: predictions, 1.04-1.14x faster on the 2-core test box, after seconds of export per encoder at load).
     cpu_runtime: str = "torch"
     #: Padded subword tokens per encoder batch in extraction: bounds memory whatever the lengths.
     max_tokens_per_batch: int = 16_384
