@@ -148,6 +148,8 @@ class FitConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1
     grad_clip: float = 1.0
+    adam_eps: float = 1e-8
+    bias_correction: bool = True  # of Adam's moment estimates (see ``training.UncorrectedAdamW``)
     batch_size: int = 2
     eval_batch_size: int = 32
     seed: int = 42
@@ -165,6 +167,9 @@ class BaselineTrainConfig(FitConfig):
 @dataclass
 class SpertTrainConfig(FitConfig):
     """SpERT's paper settings (the optimisation ones in ``FitConfig``)."""
+
+    adam_eps: float = 1e-6  # Adam as SpERT's reference code runs it: transformers' AdamW, correct_bias=False
+    bias_correction: bool = False
 
     neg_entities: int = 100
     neg_relations: int = 100

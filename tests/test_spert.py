@@ -36,6 +36,7 @@ from re_pipeline.spert.predict import SpertPredictor
 from re_pipeline.spert.sampling import collate, enumerate_spans, sample
 from re_pipeline.spert.train import train
 from re_pipeline.text import from_tokens
+from re_pipeline.training import adamw
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -367,6 +368,43 @@ def test_training_is_reproducible(tokenizer):
     args = SpertTrainConfig(epochs=2, lr=1e-3, seed=3, device="cpu", neg_entities=5, neg_relations=5)
     runs = [train(EXAMPLES, [], TYPES, tiny_encoder(tokenizer), None, args, tokenizer)[1] for _ in range(2)]
     assert [h.loss for h in runs[0]] == [h.loss for h in runs[1]]
+
+
+def _uncorrected_adam(net: torch.nn.Module, lr: float, wd: float, eps: float, moments: dict) -> None:
+    """Adam without bias correction, written out (SpERT's reference optimizer; decoupled decay first, as torch)."""
+    beta1, beta2 = 0.9, 0.999
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            m, v = moments.setdefault(name, (torch.zeros_like(p), torch.zeros_like(p)))
+            m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            p.mul_(1 - lr * (0.0 if name.endswith("bias") else wd))
+            p.sub_(lr * m / (v.sqrt() + eps))
+
+
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_spert_optimizer_takes_the_reference_codes_uncorrected_adam_step(bias_correction):
+    torch.manual_seed(0)
+    model, written_out = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    written_out.load_state_dict(model.state_dict())
+    args = SpertTrainConfig()
+    optimizer = adamw(model, 1e-2, 0.1, eps=args.adam_eps, bias_correction=bias_correction)
+    moments: dict = {}
+    for step in range(1, 6):
+        lr = 1e-2 * step / 5  # changed between steps, as the scheduler does
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x = torch.randn(8, 4)
+        for net in (model, written_out):
+            net.zero_grad()
+            net(x).square().sum().backward()
+        optimizer.step()
+        _uncorrected_adam(written_out, lr, 0.1, args.adam_eps, moments)
+        assert optimizer.param_groups[0]["lr"] == lr  # the per-step rescaling is undone
+    same = all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(model.parameters(), written_out.parameters(), strict=True)
+    )
+    assert same is not bias_correction  # torch's corrected AdamW takes another path: the check can tell
 
 
 @pytest.mark.integration
