@@ -43,6 +43,14 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, linear warmup 10%% then decay)"
     )
+    train.add_argument(
+        "--bias-correction",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.bias_correction,
+        help="correct Adam's moment estimates for their zero start (torch's AdamW); off, as SpERT's reference code "
+        "trains (transformers' AdamW with correct_bias=False)",
+    )
+    train.add_argument("--adam-eps", type=float, default=defaults.adam_eps, help="Adam's epsilon")
     train.add_argument("--neg-entities", type=int, default=defaults.neg_entities, help="Ne per sentence")
     train.add_argument("--neg-relations", type=int, default=defaults.neg_relations, help="Nr per sentence")
     train.add_argument(
