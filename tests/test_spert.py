@@ -287,7 +287,7 @@ def test_predictions_keep_input_order_and_skip_empty_sentences(tokenizer, max_to
 def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(tokenizer, tmp_path, capsys):
     args = SpertTrainConfig(
         epochs=40,
-        lr=1e-2,
+        lr=3e-3,
         warmup=0.0,
         dropout=0.0,
         batch_size=3,
