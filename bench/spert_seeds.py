@@ -2,11 +2,13 @@
 
 Reads each model directory's training record (seed, optimizer settings, per-epoch dev scores)
 and re-scores its kept checkpoint on dev.json, then writes one table with the medians per
-optimizer next to the reference's single run. Train the models first, one per seed, e.g.::
+optimizer next to the reference's single run. Train the models first, one per seed and optimizer, e.g.::
 
     re-pipeline spert train --train ../shared/data/conll04/train.json \\
-        --dev ../shared/data/conll04/dev.json --out models/spert-uc-seed7 --seed 7 --threads 1
+        --dev ../shared/data/conll04/dev.json --out models/spert-uc-seed7 --seed 7 --threads 1 \\
+        --no-bias-correction --adam-eps 1e-6
 
+(without the last line: torch's AdamW, the default),
 then, from the repository root::
 
     .venv/bin/python bench/spert_seeds.py --models models/spert-conll04 models/spert-uc-seed7 ...
@@ -59,7 +61,8 @@ def main() -> None:
         kept, last = scores.summary(), history[-1]["metrics"]
         optimizer = optimizer_of(training)
         groups.setdefault(optimizer, []).append((kept[ENT], kept[REL], last[ENT], last[REL]))
-        name = model_dir.relative_to(PROJECT_DIR) if model_dir.resolve().is_relative_to(PROJECT_DIR) else model_dir
+        path = model_dir.resolve()
+        name = path.relative_to(PROJECT_DIR) if path.is_relative_to(PROJECT_DIR) else model_dir
         rows.append(
             f"| `{name}` | {optimizer} | {training['seed']} | {training['best_epoch']} | {kept[ENT]:.2f} "
             f"| {kept[REL]:.2f} | {last[ENT]:.2f} | {last[REL]:.2f} |"
@@ -72,8 +75,9 @@ def main() -> None:
         for optimizer, runs in groups.items()
     ]
     body = f"""
-Each model trained with `re-pipeline spert train` as in the script's docstring (seed and optimizer in the table),
-on one CPU thread. Kept: the checkpoint with the best dev strict relation F1 (what `re-pipeline spert train`
+Each model trained with `re-pipeline spert train --seed S --threads 1` on train.json with dev.json, the uncorrected
+ones with `--no-bias-correction --adam-eps 1e-6` (SpERT's reference optimizer) as in the script's docstring.
+Kept: the checkpoint with the best dev strict relation F1 (what `re-pipeline spert train`
 keeps), re-scored here; last: epoch {len(history)}, from the training record (the reference's
 figures are its last epoch).
 {REFERENCE}

@@ -70,8 +70,8 @@ def test_import_query_and_facts(
     [
         (["docred", "train", "--train", "t", "--dev", "d"], DocRETrainConfig, "--step2-lr", "step2_lr", 3e-4),
         (["spert", "train", "--train", "t", "--out", "m"], SpertTrainConfig, "--neg-relations", "neg_relations", 7),
-        (["spert", "train", "--train", "t", "--out", "m"], SpertTrainConfig, "--bias-correction", "bias_correction",
-         True),
+        (["spert", "train", "--train", "t", "--out", "m"], SpertTrainConfig, "--no-bias-correction",
+         "bias_correction", False),
         (["baseline", "re", "train", "--train", "t", "--out", "m"], BaselineTrainConfig, "--neg-per-sentence",
          "neg_per_sentence", 5),
     ],
@@ -80,7 +80,9 @@ def test_train_flags_default_to_the_trainer_config_and_reach_it(argv, config_cls
     parser = build_parser()
     defaults = config_cls()
     assert from_args(config_cls, parser.parse_args(argv)) == defaults  # the CLI adds no defaults of its own
-    changed = from_args(config_cls, parser.parse_args([*argv, flag] if value is True else [*argv, flag, str(value)]))
+    changed = from_args(
+        config_cls, parser.parse_args([*argv, flag] if isinstance(value, bool) else [*argv, flag, str(value)])
+    )
     assert changed == replace(defaults, **{name: value})
 
 

@@ -287,7 +287,7 @@ def test_predictions_keep_input_order_and_skip_empty_sentences(tokenizer, max_to
 def test_tiny_encoder_overfits_to_f1_one_and_save_load_predicts_identically(tokenizer, tmp_path, capsys):
     args = SpertTrainConfig(
         epochs=40,
-        lr=3e-3,
+        lr=1e-2,
         warmup=0.0,
         dropout=0.0,
         batch_size=3,
@@ -383,7 +383,7 @@ def _uncorrected_adam(net: torch.nn.Module, lr: float, wd: float, eps: float, mo
 
 
 @pytest.mark.parametrize("bias_correction", [False, True])
-def test_spert_optimizer_takes_the_reference_codes_uncorrected_adam_step(bias_correction):
+def test_uncorrected_adamw_takes_the_spert_reference_codes_adam_step(bias_correction):
     torch.manual_seed(0)
     model, written_out = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     written_out.load_state_dict(model.state_dict())

@@ -47,8 +47,8 @@ def register(subparsers: Any) -> None:
         "--bias-correction",
         action=argparse.BooleanOptionalAction,
         default=defaults.bias_correction,
-        help="correct Adam's moment estimates for their zero start (torch's AdamW); off, as SpERT's reference code "
-        "trains (transformers' AdamW with correct_bias=False)",
+        help="correct Adam's moment estimates for their zero start (torch's AdamW); --no-bias-correction trains "
+        "as SpERT's reference code does (transformers' AdamW, correct_bias=False, with --adam-eps 1e-6)",
     )
     train.add_argument("--adam-eps", type=float, default=defaults.adam_eps, help="Adam's epsilon")
     train.add_argument("--neg-entities", type=int, default=defaults.neg_entities, help="Ne per sentence")
