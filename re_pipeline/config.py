@@ -150,7 +150,7 @@ class FitConfig:
     grad_clip: float = 1.0
     adam_eps: float = 1e-8
     # Adam's moment estimates corrected for their zero start (torch's AdamW). SpERT's reference code trains
-    # without (see ``training.UncorrectedAdamW``): over four seeds on CoNLL04 no better (BENCHMARKS.md).
+    # without (see ``training.UncorrectedAdamW``): over four seeds on CoNLL04 lower dev medians (BENCHMARKS.md).
     bias_correction: bool = True
     batch_size: int = 2
     eval_batch_size: int = 32
