@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import median, update_section
 from bench.spert_bench import DATA, load_data
 from re_pipeline.config import SAMPLE_CORPUS
-from re_pipeline.encoder import word_batches
-from re_pipeline.inference import CALIBRATION_SENTENCES, SMOOTHING_ALPHA, for_inference
+from re_pipeline.inference import CALIBRATION_SENTENCES, SMOOTHING_ALPHA, calibration_batches, for_inference
 from re_pipeline.spert.data import Example, SentencePrediction, Types
 from re_pipeline.spert.evaluator import evaluate
 from re_pipeline.spert.predict import SpertPredictor
@@ -61,7 +60,7 @@ def fidelity(
     for name, (runtime, alpha) in variants.items():
         batches, strength = None, SMOOTHING_ALPHA  # no calibration batches: quantized as trained
         if alpha is not None:
-            batches = (words for _, words in word_batches(fp32.tokenizer, calibration, fp32.batch_size))
+            batches = calibration_batches(fp32.tokenizer, calibration, fp32.batch_size)
             strength = alpha
         model = for_inference(fp32.model, torch.device("cpu"), runtime, True, batches, strength)
         preds = SpertPredictor(model, fp32.tokenizer, "cpu", fp32.batch_size).predict_tokens(held_out)

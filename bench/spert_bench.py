@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import median, update_section
 from re_pipeline.config import PROJECT_DIR, Settings, SpertTrainConfig
 from re_pipeline.encoder import encode, word_batches
+from re_pipeline.inference import CALIBRATION_SENTENCES
 from re_pipeline.metrics import PRF, count_by_type, format_table, prf
 from re_pipeline.spert.data import Example, SentencePrediction, Types, docred_to_examples, read_examples
 from re_pipeline.spert.evaluator import evaluate
@@ -176,7 +177,10 @@ def main() -> None:
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
     scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items() if name != "torch fp32"}
     scores = {"torch fp32": result.summary(), **scores}
-    calibrated_on = {"train": "the first 256 training sentences", "sample": "the bundled sample corpus"}
+    calibrated_on = {
+        "train": f"the first {CALIBRATION_SENTENCES} training sentences",
+        "sample": "the bundled sample corpus",
+    }
     others = variant_table(scores, speeds, calibrated_on[args.calibration]) if len(variants) > 1 else ""
 
     curve = ", ".join(f"{h['epoch']}: {h['metrics'].get('rel_nec_micro_f1', 0):.2f}" for h in metrics["history"])

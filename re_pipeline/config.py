@@ -127,6 +127,17 @@ def from_args(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
+def add_runtime_flag(parser: argparse.ArgumentParser) -> None:
+    """``--runtime``: where a predictor's encoders run on a CPU (the SpERT and DocRED commands share it)."""
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="CPU only: run the encoders on ONNX Runtime (needs onnxruntime): the same predictions, faster "
+        "(BENCHMARKS.md)",
+    )
+
+
 def saved_config(cls: type[T], values: dict[str, Any], source: str | Path) -> T:
     """A model config read back from disk. A key this version does not know is an error that
     names it: dropping a setting silently could change what the model computes."""

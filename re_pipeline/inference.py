@@ -16,13 +16,14 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from re_pipeline.config import RUNTIMES, SAMPLE_CORPUS
-from re_pipeline.encoder import WordBatch, encode
+from re_pipeline.encoder import WordBatch, encode, word_batches
 
 #: Migration strength: higher moves more of the activations' range into the weights, lower leaves
 #: more of the outliers in the activations. 0.8 agreed best with three CoNLL04 models' fp32
@@ -35,6 +36,18 @@ CALIBRATION_SENTENCES = 256
 def sample_sentences() -> list[list[str]]:
     """The bundled sample corpus's sentences (Wikipedia introductions): the default calibration."""
     return [sentence for doc in json.loads(SAMPLE_CORPUS.read_text()) for sentence in doc["sents"]]
+
+
+def calibration_batches(
+    tokenizer: Any,
+    sentences: Sequence[Sequence[str]] | None = None,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+) -> Iterator[WordBatch]:
+    """The first ``CALIBRATION_SENTENCES`` of ``sentences`` (default: the bundled sample corpus's)
+    as encoder batches, for ``smooth``."""
+    chosen = list(sentences if sentences is not None else sample_sentences())[:CALIBRATION_SENTENCES]
+    return (words for _, words in word_batches(tokenizer, chosen, batch_size, max_tokens))
 
 
 class SmoothedLinear(nn.Module):

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import RUNTIMES, DocRETrainConfig, from_args
+from re_pipeline.config import DocRETrainConfig, add_runtime_flag, from_args
 
 DEFAULT_DATA = "../shared/data/redocred/dev_revised.json"
 
@@ -113,7 +113,7 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--predictions", help="also write the predictions here (DocRED result format)")
     evaluate.add_argument("--report", help="write the metrics JSON here")
     _common(evaluate)
-    _runtime(evaluate)
+    add_runtime_flag(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = commands.add_parser(
@@ -128,7 +128,7 @@ def register(subparsers: Any) -> None:
     predict.add_argument("--slice", help="START:END documents of --input (DocRED JSON)")
     predict.add_argument("--output", required=True, help="result JSON (DocRED input) or Parquet (Parquet input)")
     _common(predict)
-    _runtime(predict)
+    add_runtime_flag(predict)
     predict.set_defaults(func=cmd_predict)
 
 
@@ -137,15 +137,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--batch-size-eval", type=int, default=8, help="documents per inference batch")
-
-
-def _runtime(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="CPU only: run the encoders on ONNX Runtime (needs onnxruntime): the same predictions, faster",
-    )
 
 
 def _setup(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import RUNTIMES, SpertTrainConfig, from_args
+from re_pipeline.config import SpertTrainConfig, add_runtime_flag, from_args
 from re_pipeline.spert.data import Types, load_examples
 
 
@@ -114,12 +114,7 @@ def _cpu_flags(parser: argparse.ArgumentParser) -> None:
         help="with --int8: SpERT or DocRED-format JSON whose sentences set the activation smoothing "
         "(default: the bundled sample corpus; the training data fits best)",
     )
-    parser.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="CPU only: run the encoder on ONNX Runtime (needs onnxruntime): same predictions, ~1.1x faster",
-    )
+    add_runtime_flag(parser)
 
 
 def _setup(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from re_pipeline.documents import Document
 from re_pipeline.encoder import autocast, load_tokenizer, resolve_device, word_batches
-from re_pipeline.inference import CALIBRATION_SENTENCES, for_inference, sample_sentences
+from re_pipeline.inference import calibration_batches, for_inference
 from re_pipeline.spert.data import SentencePrediction, apply_predictions, document_json
 from re_pipeline.spert.model import SpertModel
 
@@ -36,10 +36,7 @@ class SpertPredictor:
         (``inference.smooth``; default the bundled sample corpus); in-domain ones fit best."""
         self.device = resolve_device(device)
         self.tokenizer = tokenizer
-        batches = None
-        if int8:
-            sentences = list(calibration if calibration is not None else sample_sentences())[:CALIBRATION_SENTENCES]
-            batches = (words for _, words in word_batches(tokenizer, sentences, batch_size, max_tokens))
+        batches = calibration_batches(tokenizer, calibration, batch_size, max_tokens) if int8 else None
         self.model = for_inference(model, self.device, runtime, int8, batches)
         self.batch_size = batch_size
         self.max_tokens = max_tokens  # padded subwords per batch: bounds memory on long sentences
