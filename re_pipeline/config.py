@@ -60,7 +60,8 @@ class Settings:
     #: "auto", "cpu" or "cuda".
     device: str = "auto"
     #: Where encoders run when the device is a CPU: "torch", or "onnx" (ONNX Runtime: the same
-    #: predictions, 1.04-1.14x faster on the 2-core test box, after seconds of export per encoder at load).
+    #: predictions; 1.04-1.14x faster on the AVX2 test boxes, about even with torch on AVX-512 ones; seconds
+    #: of export per encoder at load).
     cpu_runtime: str = "torch"
     #: Padded subword tokens per encoder batch in extraction: bounds memory whatever the lengths.
     max_tokens_per_batch: int = 16_384
@@ -133,8 +134,8 @@ def add_runtime_flag(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=RUNTIMES,
         default="torch",
-        help="CPU only: run the encoders on ONNX Runtime (needs onnxruntime): the same predictions, faster "
-        "(BENCHMARKS.md)",
+        help="CPU only: run the encoders on ONNX Runtime (needs onnxruntime): the same predictions, faster on "
+        "CPUs without AVX-512 (BENCHMARKS.md)",
     )
 
 
