@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shlex
@@ -35,8 +36,6 @@ def cpu() -> str:
 
 
 def machine() -> str:
-    import os
-
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{platform.machine()}, {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

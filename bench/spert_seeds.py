@@ -78,7 +78,7 @@ def main() -> None:
 Each model trained with `re-pipeline spert train --seed S --threads 1` on train.json with dev.json, the uncorrected
 ones with `--no-bias-correction --adam-eps 1e-6` (SpERT's reference optimizer) as in the script's docstring.
 Kept: the checkpoint with the best dev strict relation F1 (what `re-pipeline spert train`
-keeps), re-scored here; last: epoch {len(history)}, from the training record (the reference's
+keeps), re-scored here; last: each model's final epoch, from its training record (the reference's
 figures are its last epoch).
 {REFERENCE}
 
