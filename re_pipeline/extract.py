@@ -13,6 +13,7 @@ quarantined with the error, and the rest of its shard goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -64,7 +65,9 @@ class ExtractStats:
         return (
             f"{c['documents']} documents, {c['sentences']} sentences -> {c['mentions']} mentions, "
             f"{c['entities']} entities, {c['relations']} relations ({c['quarantined']} quarantined; "
-            f"{c['shards_done']} shards written, {c['shards_skipped']} already done). Time: {stages}"
+            f"{c['shards_done']} shards written, {c['shards_skipped']} already done"
+            + (f", {c['shards_stale']} redone as their input had changed" if c["shards_stale"] else "")
+            + f"). Time: {stages}"
         )
 
 
@@ -195,10 +198,30 @@ def quarantine_path(result: Path) -> Path:
     return result.with_suffix(".quarantine.jsonl")
 
 
+#: Parquet metadata key of a result shard: the SHA-256 of the input shard it was extracted from.
+INPUT_DIGEST = b"re_pipeline.input_sha256"
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def extracted_from(result: Path) -> str | None:
+    """The input digest a result shard records (None for a result written without one)."""
+    meta = pq.read_schema(result).metadata or {}
+    return meta[INPUT_DIGEST].decode() if INPUT_DIGEST in meta else None
+
+
 def extract_shards(
     shards: Sequence[str | Path], out_dir: str | Path, extractor: Extractor, *, progress: bool = True
 ) -> ExtractStats:
-    """Extract every shard into ``out_dir`` (same file names); finished shards are skipped."""
+    """Extract every shard into ``out_dir`` (same file names).
+
+    A result shard is skipped only when it was extracted from exactly this input file (its
+    digest is in the result's metadata): a resumed job redoes nothing, while a result left
+    from an earlier ingest whose shard of the same name now holds other documents is redone.
+    """
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -208,10 +231,14 @@ def extract_shards(
     with tqdm(total=total, desc="extract", unit="doc", disable=not progress) as bar:
         for shard in map(Path, shards):
             target = out / shard.name
+            digest = file_digest(shard)
             if target.exists():
-                stats.counts["shards_skipped"] += 1
-                bar.update(pq.ParquetFile(shard).metadata.num_rows)
-                continue
+                if extracted_from(target) == digest:
+                    stats.counts["shards_skipped"] += 1
+                    bar.update(pq.ParquetFile(shard).metadata.num_rows)
+                    continue
+                log.warning("%s was extracted from another %s; extracting again", target, shard.name)
+                stats.counts["shards_stale"] += 1
             with stats.timed("read"):
                 docs = read_shard(shard)
             results, quarantined = [], []
@@ -221,18 +248,20 @@ def extract_shards(
                 quarantined.extend(bad)
                 bar.update(len(good) + len(bad))
             with stats.timed("write"):
-                write_results(target, results, quarantined)
+                write_results(target, results, quarantined, digest)
             stats.counts["shards_done"] += 1
     return stats
 
 
-def write_results(target: Path, docs: list[Document], quarantined: list[Quarantined]) -> None:
+def write_results(target: Path, docs: list[Document], quarantined: list[Quarantined], input_digest: str) -> None:
     """Quarantine file first, then the shard by rename: a present shard is always complete."""
     qtmp = quarantine_path(target).with_suffix(".tmp")
     qtmp.write_text("".join(q.to_json() + "\n" for q in quarantined), encoding="utf-8")
     os.replace(qtmp, quarantine_path(target))
     tmp = target.with_suffix(".parquet.tmp")
-    pq.write_table(to_table(docs), tmp, compression="zstd")
+    table = to_table(docs)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), INPUT_DIGEST: input_digest.encode()})
+    pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, target)
 
 

@@ -15,6 +15,7 @@ import glob
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from re_pipeline.documents import (
 log = logging.getLogger(__name__)
 RECORD_PREVIEW = 2000  # characters of a bad record kept in its quarantine entry
 FORMATS = ("jsonl", "txt", "docred", "parquet")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass
@@ -304,6 +306,10 @@ def _to_documents(
 
 
 def is_iso_date(value: str) -> bool:
+    """A valid calendar date written YYYY-MM-DD: the one form that compares correctly as text (date ranges)
+    and that PostgreSQL reads the same (``fromisoformat`` alone also takes ``20240105`` and ``2024-W01-1``)."""
+    if not _ISO_DATE.fullmatch(value):
+        return False
     try:
         datetime.date.fromisoformat(value)
     except ValueError:

@@ -3,11 +3,12 @@
 Task graph (the same for the nightly and the backfill DAG)::
 
     discover -> shard -> extract (mapped over shards, pool re_gpu, gpu queue) -> load (mapped) -> finalize
+    shard, extract, load -> close_failed (runs only when one of them failed for good)
 
 Tasks pass paths and small dicts through XCom, never documents. Every task is
-idempotent: ``shard`` rewrites its run folder, ``extract`` skips a result shard that
-exists, ``load`` is idempotent by content, ``finalize`` recomputes from the
-database. Heavy imports (torch, transformers, spaCy) happen inside tasks, so
+idempotent: ``shard`` rewrites its run folder, ``extract`` skips a result shard already
+extracted from the same input file, ``load`` is idempotent by content, ``finalize``
+recomputes from the database. Heavy imports (torch, transformers, spaCy) happen inside tasks, so
 parsing ``dags/`` stays fast and touches neither the database nor the models.
 """
 
@@ -65,9 +66,11 @@ def _run_dir(settings: Settings, run_id: str) -> Path:
 
 def inject_failure(task_id: str) -> None:
     """Chaos testing: ``RE_PIPELINE_INJECT_FAILURE=<task id>`` fails that task's first try
-    after its work is done, as a worker lost before reporting success would."""
-    if os.environ.get("RE_PIPELINE_INJECT_FAILURE") == task_id and get_current_context()["ti"].try_number == 1:
-        raise RuntimeError(f"injected failure in {task_id} (RE_PIPELINE_INJECT_FAILURE)")
+    after its work is done, as a worker lost before reporting success would;
+    ``<task id>:always`` fails every try, as a task that cannot succeed."""
+    wanted = os.environ.get("RE_PIPELINE_INJECT_FAILURE", "")
+    if wanted == f"{task_id}:always" or (wanted == task_id and get_current_context()["ti"].try_number == 1):
+        raise RuntimeError(f"injected failure in {task_id} (RE_PIPELINE_INJECT_FAILURE={wanted})")
 
 
 def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], description: str) -> DAG:
@@ -107,7 +110,8 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
                 "shard_size": int(p.get("shard_size") or settings.shard_size),
                 "date_from": p.get("date_from"),
                 "date_to": p.get("date_to"),
-                "pinned": [p["model_version"]] if p.get("model_version") else [],
+                # every extract task uses these, even if a training run promotes another model meanwhile
+                "pinned": sorted(versions.values()),
             }
 
         @task
@@ -153,6 +157,7 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
             from re_pipeline.pipeline import load_shards
 
             counts = load_shards(_engine(_settings()), [result_path], progress=False, run_id=info["run_id"])
+            inject_failure("load")
             return {k: int(v) for k, v in counts.items()}
 
         @task(outlets=[KNOWLEDGE_GRAPH], trigger_rule="none_failed")  # also after zero shards
@@ -163,11 +168,20 @@ def corpus_dag(dag_id: str, *, schedule: str | None, params: dict[str, Param], d
             settings = _settings()
             return close_run(_engine(settings), info["run_id"], loaded, settings.min_relation_rate_ratio)
 
+        @task(trigger_rule="one_failed")
+        def close_failed(info: dict[str, Any]) -> None:
+            """Close the run record as failed once a shard, extract or load task has failed for good
+            (``finalize`` does not run then, and the record would stay ``running``)."""
+            from re_pipeline.kg.runs import finish_run
+
+            finish_run(_engine(_settings()), info["run_id"], "failed", {"failed_in": "see the Airflow task logs"})
+
         info = discover()
         shards = shard(info)
         results = extract.partial(info=info).expand(shard_path=shards)
         loaded = load.partial(info=info).expand(result_path=results)
         finalize(loaded, info)
+        [shards, results, loaded] >> close_failed(info)
 
     return build()
 

@@ -185,6 +185,17 @@ def test_nightly_twice_then_backfill_and_fault(airflow_env: dict[str, str], engi
 
 
 @pytest.mark.integration
+def test_a_run_whose_load_cannot_succeed_is_recorded_as_failed(
+    airflow_env: dict[str, str], engine: sa.engine.Engine
+) -> None:
+    env = {**airflow_env, "RE_PIPELINE_INJECT_FAILURE": "load:always"}
+    out = subprocess.run([AIRFLOW, "dags", "test", "re_corpus_nightly"], env=env, capture_output=True, text=True)
+    log = out.stdout + out.stderr
+    assert "injected failure in load" in log and not _succeeded(log), log[-3000:]
+    assert _scalar(engine, "SELECT status FROM extraction_runs ORDER BY run_id DESC LIMIT 1") == "failed"
+
+
+@pytest.mark.integration
 def test_bad_records_are_quarantined_and_reported(
     airflow_env: dict[str, str], engine: sa.engine.Engine, tmp_path: Path
 ) -> None:

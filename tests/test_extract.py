@@ -52,6 +52,22 @@ def test_extract_streams_shards_and_outputs_valid_documents(
     assert again.counts["shards_skipped"] == 3 and again.counts["documents"] == 0
 
 
+def test_a_result_left_from_another_ingest_is_extracted_again(extractor: Extractor, tmp_path: Path) -> None:
+    docs = json.loads(SAMPLE_CORPUS.read_text())
+    corpus = tmp_path / "corpus.json"
+    corpus.write_text(json.dumps(docs[:2]))
+    first = ingest(corpus, tmp_path / "shards", shard_size=2, progress=False).shards
+    extract_shards(first, tmp_path / "out", extractor, progress=False)
+    corpus.write_text(json.dumps(docs[2:4]))  # same shard name, other documents
+    second = ingest(corpus, tmp_path / "shards", shard_size=2, progress=False, overwrite=True).shards
+    assert [Path(s).name for s in second] == [Path(s).name for s in first]
+    stats = extract_shards(second, tmp_path / "out", extractor, progress=False)
+    assert stats.counts["shards_stale"] == 1 and stats.counts["shards_done"] == 1
+    assert [d.doc_id for d in read_shard(tmp_path / "out" / Path(second[0]).name)] == [
+        d.doc_id for d in read_shard(second[0])
+    ]
+
+
 def test_a_killed_job_resumes_without_loss_or_duplicates(
     extractor: Extractor, shards: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

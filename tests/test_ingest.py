@@ -38,6 +38,7 @@ def test_bad_records_are_quarantined_with_reasons(tmp_path: Path) -> None:
             json.dumps({"id": 7, "text": "Bob met Carol in Berlin.", "title": "Bob\u0000 \u200bmeets"}).encode(),
             json.dumps({"id": "nul\u0000id", "text": "Dave met Erin in Oslo."}).encode(),
             json.dumps({"id": "when", "text": "Frank met Gina in Rome.", "date": "last tuesday"}).encode(),
+            json.dumps({"id": "week", "text": "Hal met Ida in Bonn.", "date": "2024-W01-1"}).encode(),
         ],
     )
     (corpus / "broken.parquet").write_bytes(b"this is not parquet")
@@ -55,17 +56,18 @@ def test_bad_records_are_quarantined_with_reasons(tmp_path: Path) -> None:
     assert "duplicate id 'a' with different content" in reasons["news.jsonl:7"]
     assert "has control characters" in reasons["news.jsonl:10"]  # PostgreSQL text cannot hold NUL
     assert reasons["news.jsonl:11"] == "date 'last tuesd' is not an ISO date (YYYY-MM-DD)"
+    assert reasons["news.jsonl:12"] == "date '2024-W01-1' is not an ISO date (YYYY-MM-DD)"  # valid ISO 8601 week
     assert reasons["broken.parquet"].startswith("unreadable file")
     assert reasons["dangling.txt"].startswith("unreadable file")
-    assert len(reasons) == 10
+    assert len(reasons) == 11
 
     docs = _shard_docs(report)
     assert sorted(d.doc_id for d in docs) == ["news:7", "news:a", "news:note"]
     assert {d.doc_id: d.title for d in docs}["news:7"] == "Bob meets"  # control characters removed
-    assert report.counts["records"] == 14
-    assert report.counts["quarantined"] == 10 and report.counts["duplicates"] == 1
+    assert report.counts["records"] == 15
+    assert report.counts["quarantined"] == 11 and report.counts["duplicates"] == 1
     # nothing lost silently: every record is written, quarantined or a counted duplicate
-    assert report.counts["records"] == len(docs) + 10 + 1
+    assert report.counts["records"] == len(docs) + 11 + 1
     alice = next(d for d in docs if d.doc_id == "news:a")
     assert alice.text == good["text"] and alice.title == "A"
     assert [s.tokens[0] for s in alice.sentences] == ["Alice", "She"]

@@ -177,6 +177,8 @@ def test_query_is_read_only_and_example_queries_run(engine: sa.engine.Engine, tm
     loader.load_documents(engine, [_doc("model-doc", [(0, 1, "P27", 0.9)])], None)  # a model's facts too
     with pytest.raises(sa.exc.DBAPIError, match="read-only transaction"):
         queries.run_readonly(engine, "DELETE FROM facts")
+    with pytest.raises(sa.exc.DBAPIError, match="multiple commands"):  # no way out of the read-only transaction
+        queries.run_readonly(engine, "COMMIT; DELETE FROM facts")
     assert _scalar(engine, "SELECT count(*) FROM facts") > 0
     params = {
         "entity": "United States",

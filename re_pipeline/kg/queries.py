@@ -31,11 +31,20 @@ class Result:
 
 
 def run_readonly(engine: Engine, sql: str, params: dict[str, Any] | None = None, timeout_ms: int = 60_000) -> Result:
-    """Run one statement in a READ ONLY transaction; writes fail with PostgreSQL's own error."""
+    """Run one statement in a READ ONLY transaction; writes fail with PostgreSQL's own error.
+
+    The statement goes to the server prepared (PostgreSQL's extended protocol), which takes exactly one
+    command: ``COMMIT; DELETE FROM facts`` is refused instead of ending the read-only transaction.
+    """
     with engine.connect() as conn, conn.begin():
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-        cur = conn.execute(sa.text(sql), params or {})
+        driver = conn.connection.driver_connection  # psycopg's own connection
+        threshold, driver.prepare_threshold = driver.prepare_threshold, 0  # prepare even a first execution
+        try:
+            cur = conn.execute(sa.text(sql), params or {})
+        finally:
+            driver.prepare_threshold = threshold
         if not cur.returns_rows:
             return Result([], [])
         return Result(list(cur.keys()), [tuple(r) for r in cur.fetchall()])
