@@ -30,7 +30,7 @@ from re_pipeline.coref_metrics import coref_scores  # noqa: E402
 from re_pipeline.documents import Annotations, Document  # noqa: E402
 from re_pipeline.e2e import evaluate  # noqa: E402
 from re_pipeline.extract import Extractor, ExtractStats  # noqa: E402
-from re_pipeline.ingest import load_corpus  # noqa: E402
+from re_pipeline.ingest import load_valid_corpus  # noqa: E402
 
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
@@ -116,7 +116,7 @@ def peak_rss(args: argparse.Namespace, n_docs: int) -> float:
 
 
 def child(args: argparse.Namespace) -> None:
-    docs, _ = load_corpus(REDOCRED)
+    docs = load_valid_corpus(REDOCRED)
     extractor = build(args, args.cpu_runtime[0])
     pool = docs[400:]
     for k in range(args.child_docs // len(pool) + 1):
@@ -153,7 +153,7 @@ def main() -> None:
         child(args)
         return
 
-    docs, _ = load_corpus(REDOCRED)
+    docs = load_valid_corpus(REDOCRED)
     dev = docs[400:]
     extractors = {runtime: build(args, runtime) for runtime in args.cpu_runtime}
     for extractor in extractors.values():

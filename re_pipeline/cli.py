@@ -190,9 +190,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_coref(args: argparse.Namespace) -> int:
     from re_pipeline.coref import Grouper, ScorerConfig, gold_pairs, train_scorer
     from re_pipeline.coref_metrics import coref_scores
-    from re_pipeline.ingest import load_corpus, parse_slice
+    from re_pipeline.ingest import load_valid_corpus, parse_slice
 
-    docs, _ = load_corpus(args.data)
+    docs = load_valid_corpus(args.data)
     if args.coref_command == "train":
         train, dev = docs[parse_slice(args.train_slice)], docs[parse_slice(args.dev_slice)]
         scorer, losses = train_scorer(train, dev, ScorerConfig(), epochs=args.epochs)
@@ -210,10 +210,10 @@ def cmd_coref(args: argparse.Namespace) -> int:
 def cmd_evaluate_e2e(args: argparse.Namespace) -> int:
     from re_pipeline.e2e import evaluate
     from re_pipeline.extract import Extractor, ExtractStats
-    from re_pipeline.ingest import load_corpus, parse_slice
+    from re_pipeline.ingest import load_valid_corpus, parse_slice
 
     settings = _settings(args).with_(device=args.device)
-    docs, _ = load_corpus(args.gold)
+    docs = load_valid_corpus(args.gold)
     docs = docs[parse_slice(args.slice)]
     extractor = Extractor.from_registry(settings.models_dir, settings.device, cpu_runtime=settings.cpu_runtime)
     stats = ExtractStats()

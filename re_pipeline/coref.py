@@ -262,8 +262,12 @@ class Grouper:
 
     @classmethod
     def load(cls, folder: str | Path | None) -> Grouper:
-        if folder is None or not (Path(folder) / "model.safetensors").exists():
+        """The trained pair scorer in ``folder``; None means rules only (a folder without weights is an error,
+        not a silent fallback to rules)."""
+        if folder is None:
             return cls()
+        if not (Path(folder) / "model.safetensors").exists():
+            raise FileNotFoundError(f"no coreference model in {folder} (model.safetensors missing)")
         scorer = PairScorer.load(folder)
         return cls(scorer, scorer.config.threshold)
 

@@ -140,12 +140,13 @@ def read_jsonl(path: Path) -> Iterator[RawRecord | Quarantined]:
             yield obj if isinstance(obj, Quarantined) else _record_from_mapping(obj, origin)
 
 
-def read_text_file(path: Path, root: Path) -> Iterator[RawRecord | Quarantined]:
+def read_text_file(path: Path, root: Path | None) -> Iterator[RawRecord | Quarantined]:
+    """One document; its id is the path relative to ``root`` without the suffix (``root`` None: the file's name)."""
     decoded = _decode(path.read_bytes(), str(path))
     if isinstance(decoded, Quarantined):
         yield decoded
         return
-    ext = str(path.relative_to(root).with_suffix("")) if path != root else path.stem
+    ext = str(path.relative_to(root).with_suffix("")) if root is not None else path.stem
     yield RawRecord(str(path), ext, title=path.stem, text=decoded)
 
 
@@ -243,10 +244,14 @@ def parse_slice(spec: str | None) -> slice:
     return slice(*parts)
 
 
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
 def corpus_files(source: str | Path) -> list[Path]:
     """The files of a corpus: a file, a directory (recursively) or a glob pattern."""
     text = str(source)
-    if any(c in text for c in "*?["):
+    if _is_glob(text):
         paths = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
     else:
         p = Path(source)
@@ -263,16 +268,31 @@ def _format_of(path: Path) -> str | None:
     )
 
 
+def id_root(source: str | Path) -> Path | None:
+    """The folder a text file's id is relative to: the corpus folder, or a glob's folders before its first
+    wildcard (so ``a/x.txt`` and ``b/x.txt`` keep distinct ids); None for a single file, whose id is its name."""
+    if Path(source).is_dir():
+        return Path(source)
+    if not _is_glob(str(source)):
+        return None
+    fixed = []
+    for part in Path(source).parts:
+        if _is_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
 def read_corpus(source: str | Path) -> Iterator[RawRecord | Quarantined]:
     """Every record of every supported file under ``source``; unreadable files are quarantined."""
-    root = Path(source) if Path(source).is_dir() else Path(".")
+    root = id_root(source)
     for path in corpus_files(source):
         fmt = _format_of(path)
         try:
             if fmt == "jsonl":
                 yield from read_jsonl(path)
             elif fmt == "txt":
-                yield from read_text_file(path, root if root != Path(".") else path.parent)
+                yield from read_text_file(path, root)
             elif fmt == "docred":
                 yield from read_docred(path)
             else:
@@ -457,6 +477,15 @@ def load_corpus(source: str | Path, **options: Any) -> tuple[list[Document], lis
     for item in iter_documents(source, **options):
         (bad if isinstance(item, Quarantined) else docs).append(item)
     return docs, bad
+
+
+def load_valid_corpus(source: str | Path, **options: Any) -> list[Document]:
+    """``load_corpus`` for training and evaluation sets: a dropped document would shift their slices and
+    scores unnoticed, so any invalid one is an error."""
+    docs, bad = load_corpus(source, **options)
+    if bad:
+        raise ValueError(f"{len(bad)} invalid documents in {source}, e.g. {bad[0].origin}: {bad[0].reason}")
+    return docs
 
 
 def ingest(

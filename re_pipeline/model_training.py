@@ -64,13 +64,11 @@ def train_models(
     promote: str = "if-better",
 ) -> dict[str, dict[str, Any]]:
     """Train ``roles`` per ``profile`` into ``models_dir``; returns per role: name, metrics, promoted."""
-    from re_pipeline.ingest import load_corpus
+    from re_pipeline.ingest import load_valid_corpus
     from re_pipeline.registry import Registry
 
     spec = PROFILES[profile]
-    docs, bad = load_corpus(corpus or spec.corpus)
-    if bad:
-        raise ValueError(f"{len(bad)} invalid documents in the training corpus, e.g.: {bad[0].reason}")
+    docs = load_valid_corpus(corpus or spec.corpus)
     train, dev = docs[spec.train], docs[spec.dev]
     if not train or not dev or any(d.gold is None for d in train + dev):
         raise ValueError("training needs a DocRED-format corpus with gold annotations for both splits")

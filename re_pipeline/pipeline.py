@@ -1,11 +1,13 @@
 """The pipeline's stages as plain functions, shared by the CLI and the Airflow tasks.
 
-Each stage reads and writes files or the database, records a run in
-``extraction_runs`` and returns its counts, so it can be retried on its own.
+Each stage reads and writes files or the database and returns its counts, so it
+can be retried on its own; the stages that write to the database record a run in
+``extraction_runs`` (a load, with the model versions that produced its shards).
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,15 +22,29 @@ from re_pipeline.kg import loaded_filter, shard_paths
 from re_pipeline.kg.loader import gold_as_predicted, load_documents, record_quarantine, relation_type_ids
 from re_pipeline.kg.runs import run_record
 
+SUMMARY_FILE = "extract_summary.json"
+
 
 @contextmanager
-def _run(engine: Engine, command: str, counts: Counter[str], run_id: int | None) -> Iterator[int]:
+def _run(engine: Engine, command: str, counts: Counter[str], run_id: int | None, **record: Any) -> Iterator[int]:
     """Work under the given run (an orchestrated run owns its record) or under a new one."""
     if run_id is not None:
         yield run_id
         return
-    with run_record(engine, command, counts) as new_id:
+    with run_record(engine, command, counts, **record) as new_id:
         yield new_id
+
+
+def recorded_versions(shards: Iterable[Path]) -> dict[str, str]:
+    """The model versions the extraction job wrote beside these result shards (``extract_summary.json``);
+    a role that several summaries name differently lists both names."""
+    names: dict[str, set[str]] = {}
+    for folder in sorted({Path(s).parent for s in shards}):
+        summary = folder / SUMMARY_FILE
+        if summary.exists():
+            for role, name in json.loads(summary.read_text()).get("versions", {}).items():
+                names.setdefault(role, set()).add(name)
+    return {role: ", ".join(sorted(n)) for role, n in names.items()}
 
 
 def ingest_corpus(
@@ -72,7 +88,8 @@ def load_shards(
     files = shard_paths(paths)
     counts: Counter[str] = Counter()
     rel_types = relation_type_ids(engine)
-    with _run(engine, command, counts, run_id) as run_id:
+    versions = {} if gold else recorded_versions(files)
+    with _run(engine, command, counts, run_id, model_versions=versions) as run_id:
         for path in tqdm(files, desc="load", unit="shard", disable=not progress):
             docs = ingest_mod.read_shard(path)
             if gold:
@@ -106,7 +123,7 @@ def extract(
         **options,
     )
     stats = extract_shards(shard_paths(shards), out_dir, extractor, progress=progress)
-    write_summary(Path(out_dir) / "extract_summary.json", stats, extractor.versions)
+    write_summary(Path(out_dir) / SUMMARY_FILE, stats, extractor.versions)
     return stats
 
 

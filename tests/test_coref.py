@@ -86,6 +86,9 @@ def test_scorer_learns_from_gold_clusters(tmp_path) -> None:
     model.save(tmp_path / "coref")
     again = Grouper.load(tmp_path / "coref")
     assert _names(again.group(mentions)) == _names(grouper.group(mentions))
+    (tmp_path / "coref" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors missing"):  # not silently rules
+        Grouper.load(tmp_path / "coref")
 
 
 def test_scorer_with_embeddings_needs_them() -> None:

@@ -137,8 +137,11 @@ def test_run_loads_three_documents_into_postgres(
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM documents")).scalar_one() == 3
         assert conn.execute(sa.text("SELECT count(*) FROM doc_entities")).scalar_one() > 0
-        run = conn.execute(sa.text("SELECT command, status FROM extraction_runs WHERE command = 'run'")).one()
+        run = conn.execute(
+            sa.text("SELECT command, status, model_versions FROM extraction_runs WHERE command = 'run'")
+        ).one()
     assert run.status == "success"
+    assert run.model_versions == {"spert": "spert-tiny", "docred": "docred-tiny"}  # what produced the shards
 
 
 def test_the_onnx_cpu_runtime_extracts_what_torch_does(models: Path, extractor: Extractor, shards: list[str]) -> None:

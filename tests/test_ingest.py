@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from re_pipeline.config import SAMPLE_CORPUS
-from re_pipeline.ingest import existing_shards, ingest, read_quarantine, read_shard
+from re_pipeline.ingest import existing_shards, ingest, load_valid_corpus, read_quarantine, read_shard
 
 
 def _shard_docs(report) -> list:
@@ -101,6 +101,8 @@ def test_invalid_docred_annotation_is_quarantined(tmp_path: Path) -> None:
     report = ingest(tmp_path / "d.json", tmp_path / "out", progress=False)
     (q,) = read_quarantine(report.quarantine_file)
     assert "outside sentence" in q.reason and report.counts["documents"] == 1
+    with pytest.raises(ValueError, match=r"1 invalid documents in .*outside sentence"):  # a training/eval set
+        load_valid_corpus(tmp_path / "d.json")
 
 
 def test_parquet_and_text_folder_inputs(tmp_path: Path) -> None:
@@ -116,6 +118,18 @@ def test_parquet_and_text_folder_inputs(tmp_path: Path) -> None:
     report = ingest(tmp_path / "txt", tmp_path / "out2", progress=False)
     (doc,) = _shard_docs(report)
     assert doc.doc_id == "txt:sub/x" and len(doc.sentences) == 2
+
+
+def test_text_files_of_the_same_name_keep_distinct_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / "c" / sub).mkdir(parents=True)
+        (tmp_path / "c" / sub / "x.txt").write_text(f"Report from {sub}.")
+    monkeypatch.chdir(tmp_path / "c")
+    for i, source in enumerate([".", "*/x.txt", str(tmp_path / "c" / "*" / "x.txt")]):
+        report = ingest(source, tmp_path / f"out{i}", source_name="t", progress=False)
+        assert sorted(d.doc_id for d in _shard_docs(report)) == ["t:a/x", "t:b/x"], source
+    (doc,) = _shard_docs(ingest("a/x.txt", tmp_path / "one", source_name="t", progress=False))
+    assert doc.doc_id == "t:x"  # a single file: its name
 
 
 def test_streaming_many_documents_into_shards(tmp_path: Path) -> None:
