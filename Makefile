@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-# glibc malloc tuning: large tensors are allocated and freed constantly (see DESIGN.md §11).
+# glibc malloc tuning: large tensors are allocated and freed constantly (re_pipeline.training.tune_malloc does the same at run time).
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export MALLOC_TOP_PAD_ := 1000000000
@@ -15,8 +15,9 @@ export MALLOC_TOP_PAD_ := 1000000000
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, from the local CPU wheel, so nothing pulls a CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first, so nothing pulls another build: pip's configured wheels (a local CPU wheel on CI), or
+	# TORCH_INDEX, e.g. https://download.pytorch.org/whl/cpu on a machine where PyPI would give the CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
@@ -39,7 +40,7 @@ bench-load: install
 bench-ingest: install
 	$(BIN)/python bench/ingest_bench.py
 
-bench-dag: install  # needs trained models: re-pipeline train --profile full
+bench-dag: install  # needs trained models at the paths below (models/README.md: how each kind is trained)
 	$(BIN)/python bench/dag_bench.py --spert models/spert-docred --docred models/docred-twostep \
 		--coref models/coref-redocred --runs 3
 

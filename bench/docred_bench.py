@@ -3,7 +3,7 @@
 Trains (or, with ``--load``, reuses) <models-dir>/docred-<mode> on one slice of a
 DocRED-format file, evaluates on another, times inference against the time of the
 model's own encoder forward passes over the same length-sorted batches (the
-floor, DESIGN.md section 10), and writes the "DocRED two-step" section of
+floor: inference cannot be faster than its encoder passes), and writes the "DocRED two-step" section of
 BENCHMARKS.md. Example (the recorded run):
 
     HF_HUB_OFFLINE=1 python bench/docred_bench.py --epochs 7 --threads 1

@@ -1,4 +1,4 @@
-"""Merge and deduplicate a document's relations (DESIGN.md §7).
+"""Merge and deduplicate a document's relations.
 
 SpERT relates mentions within a sentence; the coreference stage groups mentions
 into entities; the two-step model relates entities across the document. Here the
