@@ -136,7 +136,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", help="encoder name or path (default: the shipped MiniLM)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--batch-size-eval", type=int, default=8, help="documents per inference batch")
+    parser.add_argument(
+        "--eval-batch-size", "--batch-size-eval", type=int, default=8, help="documents per inference batch"
+    )
 
 
 def _setup(args: argparse.Namespace) -> None:
@@ -180,7 +182,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise SystemExit("--tune saves the model directory; run it with the torch runtime")
     predictor = DocREPredictor.load(args.model, args.device, runtime=args.runtime)
     scores, predictions = evaluate(
-        predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.batch_size_eval
+        predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.eval_batch_size
     )
     if args.tune:
         predictor.save(args.model)
@@ -203,7 +205,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         import pyarrow.parquet as pq
 
         docs = from_table(pq.read_table(args.input))
-        predictor.predict(docs, args.batch_size_eval)
+        predictor.predict(docs, args.eval_batch_size)
         pq.write_table(to_table(docs), args.output)
         n = sum(len(d.predicted.relations) for d in docs)
     else:
@@ -211,7 +213,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for d in docs:  # the annotated entities are the input; gold relations are not used
             d.predicted = Annotations(d.gold.entities, [])
         features = predictor.features(docs)
-        results = predictor.to_docred(features, predictor.facts(features, args.batch_size_eval))
+        results = predictor.to_docred(features, predictor.facts(features, args.eval_batch_size))
         Path(args.output).write_text(json.dumps(results))
         n = len(results)
     print(f"{len(docs)} documents, {n} relations -> {args.output}")

@@ -34,8 +34,10 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="SpERT types.json (default: types.json beside --train, else the types seen in the training data)",
     )
-    train.add_argument("--train-range", help="START:END documents (DocRED) or sentences (SpERT) of --train")
-    train.add_argument("--dev-range", help="START:END of --dev")
+    train.add_argument(
+        "--train-slice", "--train-range", help="START:END documents (DocRED) or sentences (SpERT) of --train"
+    )
+    train.add_argument("--dev-slice", "--dev-range", help="START:END of --dev")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
     train.add_argument("--encoder", help="encoder name or path; default: the configured encoder (MiniLM)")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
@@ -67,7 +69,7 @@ def register(subparsers: Any) -> None:
     ev = sub.add_parser("evaluate", help="SpERT's evaluation (entities, relations without/with NEC) of a model")
     ev.add_argument("--model", required=True, type=Path, help="trained model directory")
     ev.add_argument("--data", required=True, type=Path, help="SpERT JSON or DocRED-format JSON with gold labels")
-    ev.add_argument("--range", help="START:END documents (DocRED) or sentences (SpERT)")
+    ev.add_argument("--slice", "--range", help="START:END documents (DocRED) or sentences (SpERT)")
     ev.add_argument("--json", action="store_true", help="print the full scores as JSON instead of tables")
     _runtime_flags(ev)
     _cpu_flags(ev)
@@ -86,7 +88,7 @@ def register(subparsers: Any) -> None:
     conv = sub.add_parser("convert", help="derive SpERT training sentences (and types.json) from DocRED-format JSON")
     conv.add_argument("input", type=Path, help="DocRED-format JSON")
     conv.add_argument("output", type=Path, help="SpERT JSON to write; types.json goes beside it")
-    conv.add_argument("--range", help="START:END documents")
+    conv.add_argument("--slice", "--range", help="START:END documents")
     conv.set_defaults(func=cmd_convert)
 
 
@@ -146,8 +148,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from re_pipeline.spert.train import train
 
     _setup(args)
-    train_set = load_examples(args.train, args.train_range)[: args.max_train]
-    dev_set = load_examples(args.dev, args.dev_range) if args.dev else []
+    train_set = load_examples(args.train, args.train_slice)[: args.max_train]
+    dev_set = load_examples(args.dev, args.dev_slice) if args.dev else []
     train_args = from_args(SpertTrainConfig, args)
     encoder = Settings.load(encoder=args.encoder).encoder_path
     _, history = train(train_set, dev_set, _types_for(args, train_set), encoder, args.out, train_args)
@@ -159,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     predictor = _predictor(args)
     types = Types.load(args.model / "types.json")
-    gold = load_examples(args.data, args.range)
+    gold = load_examples(args.data, args.slice)
     result = evaluate(gold, predictor.predict_tokens([ex.tokens for ex in gold]), types)
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.report())
 
@@ -195,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_convert(args: argparse.Namespace) -> None:
     from re_pipeline.spert.data import write_examples
 
-    examples = load_examples(args.input, args.range)
+    examples = load_examples(args.input, args.slice)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_examples(args.output, examples)
     types = Types.from_examples(examples)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from re_pipeline.documents import Annotations, Document, Entity, Mention, Relation
+from re_pipeline.ingest import parse_slice
 
 
 @dataclass
@@ -209,20 +210,12 @@ def document_json(doc: Document) -> dict[str, Any]:
     return {"doc_id": doc.doc_id, "entities": mentions, "relations": relations}
 
 
-def parse_range(text: str | None) -> slice:
-    """ "START:END" (either side optional) -> slice; None -> everything."""
-    if not text:
-        return slice(None)
-    start, _, end = text.partition(":")
-    return slice(int(start) if start else None, int(end) if end else None)
-
-
 def load_examples(path: str | Path, items: str | None = None) -> list[Example]:
     """SpERT JSON or DocRED-format JSON (detected by ``vertexSet``), converted to SpERT sentences.
 
     ``items`` ("START:END") selects documents for DocRED input and sentences for SpERT input.
     """
-    data = json.loads(Path(path).read_text())[parse_range(items)]
+    data = json.loads(Path(path).read_text())[parse_slice(items)]
     if data and "vertexSet" in data[0]:
         return docred_to_examples(data)
     return [Example.from_json(o) for o in data]
