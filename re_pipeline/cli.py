@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import RUNTIMES, SAMPLE_CORPUS, Settings
+from re_pipeline.config import RUNTIMES, SAMPLE_CORPUS, Settings, positive_int
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -61,6 +61,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from re_pipeline.pipeline import ingest_corpus
 
     settings = _settings(args).with_(shard_size=args.shard_size, max_doc_chars=args.max_doc_chars)
+    if args.no_db and args.incremental:
+        raise ValueError("--incremental skips documents already in the database: it cannot go with --no-db")
     engine = None if args.no_db else _engine(args)
     report = ingest_corpus(
         engine,
@@ -108,13 +110,13 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 def cmd_query(args: argparse.Namespace) -> int:
     from re_pipeline.kg import queries
 
-    engine = _engine(args)
     params = _params(args.param)
-    if args.list:
+    if args.list:  # files only: no database needed
         for name, path in queries.named_queries().items():
             summary = path.read_text().splitlines()[0].lstrip("- ")
             print(f"{name:<28} {summary}  params: {', '.join(queries.query_params(path.read_text())) or '-'}")
         return 0
+    engine = _engine(args)
     if args.name:
         result = queries.run_named(engine, args.name, params, _settings(args).query_timeout_ms)
     elif args.sql:
@@ -130,7 +132,12 @@ def cmd_facts(args: argparse.Namespace) -> int:
     from re_pipeline.kg import queries
 
     result = queries.facts(
-        _engine(args), entity=args.entity, relation=args.relation, min_confidence=args.min_confidence, limit=args.limit
+        _engine(args),
+        entity=args.entity,
+        relation=args.relation,
+        min_confidence=args.min_confidence,
+        limit=args.limit,
+        timeout_ms=_settings(args).query_timeout_ms,
     )
     print(queries.render(result, args.format))
     return 0
@@ -282,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", help="a file, a folder (searched recursively) or a glob pattern")
     p.add_argument("--out", required=True, help="output folder for shards, quarantine.jsonl, ingest_report.json")
     p.add_argument("--source", help="source name, the prefix of document ids (default: the corpus file/folder name)")
-    p.add_argument("--shard-size", type=int, help="documents per shard (default 1000)")
-    p.add_argument("--max-doc-chars", type=int, help="quarantine documents longer than this (default 1,000,000)")
+    p.add_argument("--shard-size", type=positive_int, help="documents per shard (default 1000)")
+    p.add_argument(
+        "--max-doc-chars", type=positive_int, help="quarantine documents longer than this (default 1,000,000)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
     p.add_argument("--incremental", action="store_true", help="skip documents already loaded with the same content")
     p.add_argument("--no-db", action="store_true", help="do not touch the database (quarantine goes to the file only)")
@@ -317,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entity", help="entity name (substring, case-insensitive) as head or tail")
     p.add_argument("--relation", help="relation id (P17) or name (country)")
     p.add_argument("--min-confidence", type=float, default=0.0)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_facts)
 
@@ -337,10 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", help="ingested shards or folders of them")
     p.add_argument("--out", required=True, help="folder for result shards")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (CUDA with bf16 when present)")
-    p.add_argument("--docs-per-batch", type=int, default=32, help="documents processed together (memory bound)")
+    p.add_argument(
+        "--docs-per-batch", type=positive_int, default=32, help="documents processed together (memory bound)"
+    )
     p.add_argument(
         "--max-tokens-per-batch",
-        type=int,
+        type=positive_int,
         help="padded subword tokens per encoder batch (default 16,384; RE_PIPELINE_MAX_TOKENS_PER_BATCH)",
     )
     p.add_argument(
@@ -377,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("data", help="DocRED-format JSON")
     c.add_argument("--train-slice", default="0:400", help="documents to train on (python slice, default 0:400)")
     c.add_argument("--dev-slice", default="400:500", help="documents to tune on (default 400:500)")
-    c.add_argument("--epochs", type=int, default=30)
+    c.add_argument("--epochs", type=positive_int, default=30)
     c.add_argument("--out", required=True, help="model folder")
     c = csub.add_parser("evaluate", help="MUC, B3, CEAF-e, CoNLL F1 and exact-cluster F1 from gold mentions")
     c.add_argument("data", help="DocRED-format JSON")

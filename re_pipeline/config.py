@@ -128,6 +128,14 @@ def from_args(cls: type[T], args: argparse.Namespace) -> T:
     return cls(**{k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: 0 or less is refused with a clear message, not a later crash."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def add_runtime_flag(parser: argparse.ArgumentParser) -> None:
     """``--runtime``: where a predictor's encoders run on a CPU (the SpERT and DocRED commands share it)."""
     parser.add_argument(

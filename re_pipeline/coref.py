@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from re_pipeline.documents import Document, Entity, Mention, normalize_name
+from re_pipeline.documents import Document, Entity, Mention, canonical_name, normalize_name
 
 _STOP = {"the", "of", "a", "an", "and", "in", "for", "on", "at", "to", "de", "la", "le", "von", "van", "der"}
 _WORD = re.compile(r"\w+")
@@ -106,11 +106,6 @@ def _features(pa: _Profile, pb: _Profile) -> list[float]:
         float(bool(pa.digits) and bool(pb.digits) and pa.digits != pb.digits),
         float(same_type and (normalized or acronym or person_part)),
     ]
-
-
-def pair_features(a: Mention, b: Mention) -> list[float]:
-    """String and position features of a mention pair (order-independent), in ``FEATURES`` order."""
-    return _features(_Profile.of(a), _Profile.of(b))
 
 
 @dataclass
@@ -248,11 +243,6 @@ def cluster(mentions: list[Mention], probs: torch.Tensor, threshold: float = 0.5
     return sorted((sorted(c) for c in members if c), key=lambda c: c[0])
 
 
-def entity_name(mentions: list[Mention]) -> str:
-    """Canonical name: the longest mention (full names come before short references), ties by first."""
-    return max(mentions, key=lambda m: (len(_tokens(m.text)), -m.sent, -m.start)).text
-
-
 @dataclass
 class Grouper:
     """Groups one document's mentions into entities; ``scorer`` None means rules only."""
@@ -279,7 +269,7 @@ class Grouper:
         entities = []
         for c in clusters:
             ms = [ordered[k] for k in c]
-            entities.append(Entity(ms, ms[0].type, entity_name(ms)))
+            entities.append(Entity(ms, ms[0].type, canonical_name([m.text for m in ms])))  # as gold entities
         return entities
 
 

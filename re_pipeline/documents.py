@@ -141,10 +141,6 @@ class Document:
         words = self.sentences[m.sent].words
         return words[m.start].start, words[m.end - 1].end
 
-    @property
-    def num_words(self) -> int:
-        return sum(len(s.words) for s in self.sentences)
-
     def to_row(self) -> dict[str, Any]:
         return {
             "doc_id": self.doc_id,

@@ -44,6 +44,11 @@ def test_ingest_reports_and_records_quarantine(
     assert run.command == "ingest" and run.status == "success" and run.counts["quarantined"] == 2
     code, _, err = _run(capsys, database_url, "ingest", str(corpus), "--out", str(tmp_path / "out"))
     assert code == 2 and "--overwrite" in err
+    code, _, err = _run(capsys, database_url, "ingest", str(corpus), "--out", "x", "--no-db", "--incremental")
+    assert code == 2 and "cannot go with --no-db" in err
+    with pytest.raises(SystemExit):  # argparse: a size of 0 is refused up front
+        main(["ingest", str(corpus), "--out", "x", "--shard-size", "0"])
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
 
 
 def test_import_query_and_facts(

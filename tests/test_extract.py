@@ -93,7 +93,7 @@ def test_a_killed_job_resumes_without_loss_or_duplicates(
 
 
 def test_a_failing_document_is_quarantined_and_the_shard_goes_on(
-    extractor: Extractor, shards: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    extractor: Extractor, shards: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: sa.engine.Engine
 ) -> None:
     bad_id = read_shard(shards[0])[1].doc_id
     real = extractor.spert.predict_documents
@@ -110,6 +110,16 @@ def test_a_failing_document_is_quarantined_and_the_shard_goes_on(
     assert q.origin == bad_id and "corrupt mentions" in q.reason
     assert [d.doc_id for d in out] == [d.doc_id for d in read_shard(shards[0]) if d.doc_id != bad_id]
     assert stats.counts["quarantined"] == 1
+
+    from re_pipeline.kg.runs import start_run
+    from re_pipeline.pipeline import load_shards
+
+    run_id = start_run(engine, "test")
+    for _ in range(2):  # a load task and its retry, under one run
+        load_shards(engine, [tmp_path / "out"], progress=False, run_id=run_id)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source, reason FROM quarantine WHERE run_id = :r"), {"r": run_id}).all()
+    assert [(r.source, "corrupt mentions" in r.reason) for r in rows] == [(bad_id, True)]
 
 
 def test_documents_with_no_or_one_entity(extractor: Extractor) -> None:

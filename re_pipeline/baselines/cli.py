@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import BaselineTrainConfig, from_args
+from re_pipeline.config import BaselineTrainConfig, from_args, positive_int
 from re_pipeline.spert.data import Types, load_examples
 
 
@@ -34,16 +34,18 @@ def register(subparsers: Any) -> None:
         train.add_argument("--types", type=Path, help="types.json; default: the one beside --train")
         train.add_argument("--out", required=True, type=Path, help="model directory to write")
         train.add_argument("--encoder", help="encoder name or path; default: the configured encoder (MiniLM)")
-        train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
-        train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per training step")
+        train.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="training epochs")
+        train.add_argument(
+            "--batch-size", type=positive_int, default=defaults.batch_size, help="sentences per training step"
+        )
         train.add_argument(
             "--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, linear warmup 10%% then decay)"
         )
-        train.add_argument("--max-train", type=int, help="use only the first N training sentences")
+        train.add_argument("--max-train", type=positive_int, help="use only the first N training sentences")
         train.add_argument(
             "--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout"
         )
-        train.add_argument("--threads", type=int, help="torch CPU threads")
+        train.add_argument("--threads", type=positive_int, help="torch CPU threads")
         if task == "re":
             train.add_argument(
                 "--neg-per-sentence",
@@ -59,7 +61,7 @@ def register(subparsers: Any) -> None:
         ev.add_argument("--types", type=Path, help="types.json (default: beside --data)")
         if task == "re":
             ev.add_argument("--ner", type=Path, help="NER model directory: evaluate the chained pipeline")
-        ev.add_argument("--threads", type=int, help="torch CPU threads")
+        ev.add_argument("--threads", type=positive_int, help="torch CPU threads")
         ev.add_argument("--json", action="store_true", help="print the scores as JSON")
         ev.set_defaults(func=cmd_evaluate, task=task)
 

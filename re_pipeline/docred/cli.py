@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import DocRETrainConfig, add_runtime_flag, from_args
+from re_pipeline.config import DocRETrainConfig, add_runtime_flag, from_args, positive_int
 
 DEFAULT_DATA = "../shared/data/redocred/dev_revised.json"
 
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--train-slice", help="START:END documents of --train (e.g. 0:400)")
     train.add_argument("--dev", required=True, help="DocRED-format JSON for per-epoch evaluation")
     train.add_argument("--dev-slice", help="START:END documents of --dev (e.g. -100:)")
-    train.add_argument("--max-train", type=int, help="use at most N training documents (after slicing)")
+    train.add_argument("--max-train", type=positive_int, help="use at most N training documents (after slicing)")
     train.add_argument("--out", default="models/docred-twostep", help="model directory to write")
     train.add_argument(
         "--mode",
@@ -47,17 +47,17 @@ def register(subparsers: Any) -> None:
         default="twostep",
         help="twostep: two models (paper); onestep: the BiLinear baseline; shared: both steps on one encoder",
     )
-    train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
+    train.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="training epochs")
     train.add_argument(
         "--lr", type=float, default=defaults.lr, help="encoder learning rate (paper: 1e-5 for BERT-base)"
     )
     train.add_argument(
         "--head-lr", type=float, default=defaults.head_lr, help="learning rate of the projection and BiLinear"
     )
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="documents per update")
+    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="documents per update")
     train.add_argument(
         "--step2-batch-size",
-        type=int,
+        type=positive_int,
         default=defaults.step2_batch_size,
         help="documents per update of step 2 (it sees fewer pairs)",
     )
@@ -135,9 +135,9 @@ def register(subparsers: Any) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", help="encoder name or path (default: the shipped MiniLM)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
     parser.add_argument(
-        "--eval-batch-size", "--batch-size-eval", type=int, default=8, help="documents per inference batch"
+        "--eval-batch-size", "--batch-size-eval", type=positive_int, default=8, help="documents per inference batch"
     )
 
 

@@ -9,7 +9,6 @@ sample is redrawn every epoch, so over training the model still sees most N/A pa
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 
 from re_pipeline.docred.data import DocFeatures, Pair
 
@@ -22,8 +21,3 @@ def sample_pairs(feature: DocFeatures, rng: random.Random, ratio: float = 3.0) -
     unrelated = [p for p in feature.all_pairs() if p not in feature.labels]
     want = round(ratio * max(len(related), 1))
     return related + rng.sample(unrelated, min(want, len(unrelated)))
-
-
-def sample_batch(features: Sequence[DocFeatures], rng: random.Random, ratio: float = 3.0) -> list[list[Pair]]:
-    """The pairs to train step 1 on, per document of a batch."""
-    return [sample_pairs(f, rng, ratio) for f in features]

@@ -371,8 +371,14 @@ def _write(conn: Connection, staged: list[_Staged], params: dict[str, Any]) -> l
 
 
 def record_quarantine(conn: Connection, run_id: int | None, items: list[Quarantined]) -> None:
+    """Quarantine rows for a run; a record the run already holds for the same reason is not added again
+    (a retried load task reads the same quarantine file)."""
     conn.execute(
-        sa.text("INSERT INTO quarantine (run_id, source, record, reason) VALUES (:run, :source, :record, :reason)"),
+        sa.text(
+            "INSERT INTO quarantine (run_id, source, record, reason)"
+            " SELECT CAST(:run AS bigint), :source, :record, :reason WHERE CAST(:run AS bigint) IS NULL OR NOT EXISTS"
+            " (SELECT 1 FROM quarantine WHERE run_id = CAST(:run AS bigint) AND source = :source AND reason = :reason)"
+        ),
         [{"run": run_id, "source": q.origin, "record": q.record, "reason": q.reason} for q in items],
     )
 

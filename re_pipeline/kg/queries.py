@@ -78,6 +78,7 @@ def facts(
     relation: str | None = None,
     min_confidence: float = 0.0,
     limit: int = 50,
+    timeout_ms: int = 60_000,
 ) -> Result:
     """Facts filtered by entity name (head or tail, substring), relation id or name, confidence."""
     where, params = ["confidence >= :min_c"], {"min_c": min_confidence, "limit": limit}
@@ -92,7 +93,7 @@ def facts(
         f" FROM triples WHERE {' AND '.join(where)}"
         " ORDER BY support DESC, confidence DESC, head, relation, tail LIMIT :limit"
     )
-    return run_readonly(engine, sql, params)
+    return run_readonly(engine, sql, params, timeout_ms)
 
 
 def _plain(value: Any) -> Any:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from re_pipeline.config import SpertTrainConfig, add_runtime_flag, from_args
+from re_pipeline.config import SpertTrainConfig, add_runtime_flag, from_args, positive_int
 from re_pipeline.spert.data import Types, load_examples
 
 
@@ -40,8 +40,10 @@ def register(subparsers: Any) -> None:
     train.add_argument("--dev-slice", "--dev-range", help="START:END of --dev")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
     train.add_argument("--encoder", help="encoder name or path; default: the configured encoder (MiniLM)")
-    train.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sentences per training step")
+    train.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="training epochs")
+    train.add_argument(
+        "--batch-size", type=positive_int, default=defaults.batch_size, help="sentences per training step"
+    )
     train.add_argument(
         "--lr", type=float, default=defaults.lr, help="peak learning rate (AdamW, linear warmup 10%% then decay)"
     )
@@ -61,7 +63,7 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--context", choices=["localized", "full", "cls"], default=defaults.context, help="relation context (ablation)"
     )
-    train.add_argument("--max-train", type=int, help="use only the first N training sentences (quick runs)")
+    train.add_argument("--max-train", type=positive_int, help="use only the first N training sentences (quick runs)")
     train.add_argument("--seed", type=int, default=defaults.seed, help="seeds sampling, shuffling, init and dropout")
     _runtime_flags(train)
     train.set_defaults(func=cmd_train)
@@ -94,10 +96,10 @@ def register(subparsers: Any) -> None:
 
 def _runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 for speed comparisons)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (1 for speed comparisons)")
     parser.add_argument(
         "--eval-batch-size",
-        type=int,
+        type=positive_int,
         default=SpertTrainConfig.eval_batch_size,
         help="sentences per inference batch (on one CPU thread, 8 is faster: less padding, BENCHMARKS.md)",
     )
