@@ -163,8 +163,18 @@ def _align(tokenizer: Any, batch: list[list[str]]) -> list[Aligned]:
     return out
 
 
+#: Encoders that number positions from ``pad_token_id + 1`` (fairseq's convention): their position table
+#: holds ``pad_token_id + 1`` rows fewer usable positions than ``max_position_embeddings`` says (514 -> 512).
+OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text"})
+
+
 def max_positions(model: torch.nn.Module) -> int:
-    return int(getattr(model.config, "max_position_embeddings", 512))
+    """The longest input (special tokens included) the encoder's position table can take."""
+    config = model.config
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    if getattr(config, "model_type", "") in OFFSET_POSITIONS:
+        limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return limit
 
 
 def encode(

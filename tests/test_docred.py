@@ -323,16 +323,16 @@ def test_official_f1_and_ign_f1_by_hand():
         {"title": "Lyon", "h_idx": 1, "t_idx": 0, "r": "P17"},  # wrong direction
         {"title": "Ada", "h_idx": 2, "t_idx": 3, "r": "P17"},  # correct
         {"title": "Ada", "h_idx": 0, "t_idx": 2, "r": "P27"},  # wrong
-        {"title": "Unknown", "h_idx": 0, "t_idx": 1, "r": "P17"},  # title not in gold: skipped
+        {"title": "Unknown", "h_idx": 0, "t_idx": 1, "r": "P17"},  # title not in gold: a wrong prediction
     ]
     s = official_scores(preds, gold_docs, in_train)
-    assert (s["correct"], s["predicted"], s["gold"], s["correct_in_train"]) == (3, 5, 7, 1)
-    p, r = 3 / 5, 3 / 7
+    assert (s["correct"], s["predicted"], s["gold"], s["correct_in_train"]) == (3, 6, 7, 1)
+    p, r = 3 / 6, 3 / 7
     assert s["f1"] == pytest.approx(2 * p * r / (p + r))
-    ign_p = (3 - 1) / (5 - 1 + 1e-5)
+    ign_p = (3 - 1) / (6 - 1 + 1e-5)
     assert s["ign_f1"] == pytest.approx(2 * ign_p * r / (ign_p + r))
     assert s["per_relation"]["P17"] == pytest.approx(
-        {"gold": 3, "predicted": 3, "correct": 2, "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3}
+        {"gold": 3, "predicted": 4, "correct": 2, "precision": 2 / 4, "recall": 2 / 3, "f1": 4 / 7}
     )
     # a fact is "in train" through any mention-name pair of its two entities
     s2 = official_scores(preds[:1], gold_docs, {("Lyon", "France", "P17")})
@@ -344,6 +344,9 @@ def test_best_threshold_and_step2_accuracy():
     correct = torch.tensor([1, 1, 0, 0])
     t, f1 = best_threshold(scores, correct, torch.ones(4), n_gold=3)
     assert f1 == pytest.approx(0.8) and 0.3 < t < 0.8  # keep the top two: P 1, R 2/3
+    tied = torch.tensor([0.9, 0.5, 0.5, 0.1])  # a cut between the two 0.5s cannot be decoded
+    t, f1 = best_threshold(tied, torch.tensor([1, 1, 0, 0]), torch.ones(4), n_gold=2)
+    assert (t, f1) == (pytest.approx(0.3), pytest.approx(2 * 2 / (3 + 2)))  # keeps both 0.5s: P 2/3, R 1
     probs = [torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.7]])]
     assert step2_accuracy(probs, [[{1}, {2}]]) == 0.5
 

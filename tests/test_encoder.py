@@ -6,7 +6,15 @@ import pytest
 import torch
 from tiny_models import tiny_encoder
 
-from re_pipeline.encoder import WordBatch, encode, length_batches, pool_words, tokenize_words, word_batches
+from re_pipeline.encoder import (
+    WordBatch,
+    encode,
+    length_batches,
+    max_positions,
+    pool_words,
+    tokenize_words,
+    word_batches,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,20 @@ def test_windowed_encoding_keeps_every_token_and_matches_short_inputs(tokenizer)
         out = encode(model, long.input_ids, long.attention_mask)
     assert long.input_ids.shape[1] > 20 and out.shape[:2] == long.input_ids.shape
     assert out[0, : int(long.attention_mask[0].sum())].abs().sum(-1).min() > 0  # no token left unencoded
+
+
+def test_roberta_style_positions_leave_room_for_their_offset(tokenizer):
+    from transformers import RobertaConfig, RobertaModel
+
+    config = RobertaConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=22, pad_token_id=1,
+    )  # fmt: skip
+    model = RobertaModel(config).eval()
+    assert max_positions(model) == 20  # positions 2..21 of the table
+    long = tokenize_words(tokenizer, [[f"w{i}" for i in range(40)]])
+    with torch.no_grad():  # windows of 22 tokens would index past the table
+        assert encode(model, long.input_ids, long.attention_mask).shape[:2] == long.input_ids.shape
 
 
 def test_length_batches_sort_by_length_and_respect_item_and_token_budgets():

@@ -174,8 +174,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     docs = load_docred(args.data, args.slice)
     in_train = train_facts(load_docred(args.train, args.train_slice)) if args.train else set()
+    no_ign = {} if args.train else {"ign_f1": None}  # without the training facts Ign F1 would just be F1
     if args.results:
-        scores = official_scores(json.loads(Path(args.results).read_text()), docs, in_train)
+        scores = official_scores(json.loads(Path(args.results).read_text()), docs, in_train) | no_ign
         print(format_report(scores | {"thresholds": "(from the result file)"}))
         return 0
     if args.tune and args.runtime != "torch":
@@ -184,6 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scores, predictions = evaluate(
         predictor, docs, in_train, tune_thresholds=args.tune, batch_size=args.eval_batch_size
     )
+    scores |= no_ign
     if args.tune:
         predictor.save(args.model)
     if args.predictions:
@@ -222,8 +224,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def format_report(scores: dict[str, Any]) -> str:
     """The metrics as readable text: totals, the two steps, then a per-relation table."""
+    ign = f"{100 * scores['ign_f1']:.2f}" if scores.get("ign_f1") is not None else "n/a (give --train)"
     lines = [
-        f"F1 {100 * scores['f1']:.2f}  Ign F1 {100 * scores['ign_f1']:.2f}  "
+        f"F1 {100 * scores['f1']:.2f}  Ign F1 {ign}  "
         f"P {100 * scores['precision']:.2f}  R {100 * scores['recall']:.2f}  "
         f"({scores['correct']} correct / {scores['predicted']} predicted / {scores['gold']} gold)",
         f"thresholds: {scores['thresholds']}",

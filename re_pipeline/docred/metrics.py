@@ -52,7 +52,7 @@ def official_scores(
     in_train = in_train or set()
     docs = {d.title: d for d in gold_docs}
     gold = {(d.title, r.head, r.tail, r.type) for d in gold_docs if d.gold for r in d.gold.relations}
-    unique = {(p["title"], p["h_idx"], p["t_idx"], p["r"]) for p in predictions if p["title"] in docs}
+    unique = {(p["title"], p["h_idx"], p["t_idx"], p["r"]) for p in predictions}  # all count, as officially
     correct = correct_in_train = 0
     per_rel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # gold, predicted, correct
     for _, _, _, r in gold:
@@ -92,6 +92,10 @@ def best_threshold(
     order = scores.argsort(descending=True)
     s, c, n = scores[order], correct[order].double().cumsum(0), count[order].double().cumsum(0)
     f1 = 2 * c / (n + n_gold)
+    # A cut can only fall where the score drops: equal scores are kept or dropped together, as decoding does.
+    drops = torch.ones_like(s, dtype=torch.bool)
+    drops[:-1] = s[:-1] > s[1:]
+    f1 = torch.where(drops, f1, torch.zeros_like(f1))
     best = int(f1.argmax())
     nxt = s[best + 1] if best + 1 < len(s) else s[best] - 1e-6
     return float((s[best] + nxt) / 2), float(f1[best])
