@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,12 +55,19 @@ def load_data(dataset: str, max_train: int | None) -> tuple[list[Example], list[
     return (train_set[:max_train] if max_train else train_set), dev_set, types
 
 
+@dataclass
+class Speed:
+    full: float  # median sentences/s of full prediction
+    floor: float  # median sentences/s of the encoder passes alone on the same batches
+    vs_first: float  # median over rounds of this predictor's speed / the first predictor's in that round
+
+
 def inference_speeds(
     predictors: dict[str, SpertPredictor], sentences: list[list[str]], runs: int = 5
-) -> dict[str, tuple[float, float]]:
-    """Per predictor, median sentences/s of full prediction and of its encoder passes alone on the
-    same batches (the floor). Rounds interleave the predictors, so a slow spell of this shared
-    machine hits them all alike and their ratios hold."""
+) -> dict[str, Speed]:
+    """Per predictor, sentences/s of full prediction and of its encoder passes alone (the floor).
+    Rounds interleave the predictors, so a slow spell of this shared machine hits them all alike;
+    speed-ups are the median of the per-round ratios."""
     full: dict[str, list[float]] = {name: [] for name in predictors}
     floor: dict[str, list[float]] = {name: [] for name in predictors}
     for _ in range(runs):
@@ -73,7 +81,13 @@ def inference_speeds(
                 for _, words in batches:
                     encode(predictor.model.encoder, words.input_ids, words.attention_mask)
             floor[name].append(len(sentences) / (time.perf_counter() - start))
-    return {name: (median(full[name]), median(floor[name])) for name in predictors}
+    first = full[next(iter(predictors))]
+    return {
+        name: Speed(
+            median(full[name]), median(floor[name]), median([a / b for a, b in zip(full[name], first, strict=True)])
+        )
+        for name in predictors
+    }
 
 
 def span_detection(gold: list[Example], preds: list[SentencePrediction]) -> PRF:
@@ -103,16 +117,16 @@ def runtime_variants(
     return variants
 
 
-def variant_table(scores: dict[str, dict[str, float]], speeds: dict[str, tuple[float, float]], calibration: str) -> str:
-    base = speeds["torch fp32"][0]
+def variant_table(scores: dict[str, dict[str, float]], speeds: dict[str, Speed], calibration: str) -> str:
     rows = [
-        f"| {name} | {s['ent_micro_f1']:.2f} | {s['rel_nec_micro_f1']:.2f} | {speeds[name][0]:.1f} "
-        f"| {speeds[name][1]:.1f} | {speeds[name][0] / base:.2f}x |"
+        f"| {name} | {s['ent_micro_f1']:.2f} | {s['rel_nec_micro_f1']:.2f} | {speeds[name].full:.1f} "
+        f"| {speeds[name].floor:.1f} | {speeds[name].vs_first:.2f}x |"
         for name, s in scores.items()
     ]
     return f"""
 Other CPU encoder runtimes for the same model (int8: dynamic, per-channel weights, feed-forward inputs
-smoothed with {calibration}), accuracy and speed measured in the same run, speed in interleaved rounds:
+smoothed with {calibration}), accuracy and speed measured in the same run, speed in interleaved rounds
+(speed vs torch fp32: the median of the per-round ratios):
 
 | encoder | entity F1 | strict relation F1 | sentences/s | encoder floor, sentences/s | speed vs torch fp32 |
 |---|---:|---:|---:|---:|---:|
@@ -162,6 +176,7 @@ def main() -> None:
     if not args.skip_train:
         train_args = SpertTrainConfig(epochs=args.epochs, seed=args.seed, device="cpu")
         train(train_set, dev_set, types, Settings.load().encoder_path, model_dir, train_args)
+    trained_when = "from the model's training record, not this run" if args.skip_train else "this run"
     metrics = json.loads((model_dir / "metrics.json").read_text())
     epoch_times = [h["train_seconds"] for h in metrics["history"]]
 
@@ -173,7 +188,7 @@ def main() -> None:
     result = evaluate(dev_set, predictions["torch fp32"], types)
     spans = span_detection(dev_set, predictions["torch fp32"])
     speeds = inference_speeds(variants, sentences, args.runs)
-    speed, floor = speeds["torch fp32"]
+    speed, floor = speeds["torch fp32"].full, speeds["torch fp32"].floor
     update_metrics(model_dir, {"dev_evaluation": result.as_dict(), "inference_sentences_per_s": speed})
     scores = {name: evaluate(dev_set, p, types).summary() for name, p in predictions.items() if name != "torch fp32"}
     scores = {"torch fp32": result.summary(), **scores}
@@ -199,7 +214,7 @@ Dev strict relation F1 per epoch: {curve}
 
 | speed (one CPU thread) | value |
 |---|---:|
-| training time per epoch, median (s) | {median(epoch_times):.1f} |
+| training time per epoch, median (s; {trained_when}) | {median(epoch_times):.1f} |
 | inference, sentences/s (median of {args.runs}, model load excluded) | {speed:.1f} |
 | encoder passes alone on the same batches (floor), sentences/s | {floor:.1f} |
 {others}
