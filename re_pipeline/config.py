@@ -60,8 +60,8 @@ class Settings:
     #: "auto", "cpu" or "cuda".
     device: str = "auto"
     #: Where encoders run when the device is a CPU: "torch", or "onnx" (ONNX Runtime: the same
-    #: predictions; 1.04-1.14x faster on the AVX2 test boxes, about even with torch on AVX-512 ones; seconds
-    #: of export per encoder at load).
+    #: predictions; 1.04x the extraction job's speed on an AVX2 host, 0.94-1.11x single-thread SpERT's on an
+    #: AVX-512 one (BENCHMARKS.md); seconds of export per encoder at load).
     cpu_runtime: str = "torch"
     #: Padded subword tokens per encoder batch in extraction: bounds memory whatever the lengths.
     max_tokens_per_batch: int = 16_384

@@ -1,9 +1,9 @@
 """Encoder passes on ONNX Runtime: a CPU inference path for any ``transformers`` encoder.
 
-Why: on CPUs without AVX-512/AMX (the 2-core boxes this project is measured on, many
-cloud VMs) ONNX Runtime's kernels run a MiniLM pass ~1.15x faster than eager PyTorch in
-fp32, with the same outputs to ~1e-5, and faster than torch's dynamic int8 in int8
-(BENCHMARKS.md, "SpERT on CoNLL04"). Only the encoder moves; span pooling and the
+Why: ONNX Runtime's int8 kernels run a MiniLM pass faster than torch's dynamic int8 (SpERT on one
+thread: 1.9x against 1.7x fp32's speed on an AVX-512 host, BENCHMARKS.md "SpERT on CoNLL04"), and in
+fp32, with the same outputs to ~1e-5, it was 1.04-1.14x faster than eager PyTorch on the AVX2-only
+hosts of earlier runs (about even, 0.94-1.11x, on AVX-512). Only the encoder moves; span pooling and the
 classifiers stay in PyTorch, so a model keeps one code path and one set of weights.
 
 The encoder is exported when the predictor is built (seconds for MiniLM), never

@@ -109,8 +109,8 @@ def _cpu_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="CPU only: dynamic int8 encoder with smoothed activations: ~1.35x the sentences/s on AVX2, ~1.7x "
-        "with AVX-512 VNNI; ~1.55x / ~1.7x with --runtime onnx (BENCHMARKS.md)",
+        help="CPU only: dynamic int8 encoder with smoothed activations: 1.6-1.8x the sentences/s with AVX-512 "
+        "VNNI, 1.65-1.9x with --runtime onnx (BENCHMARKS.md); less on AVX2-only CPUs",
     )
     parser.add_argument(
         "--calibration",
