@@ -23,10 +23,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(database_url=args.database_url, home=args.home)
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace, migrate: bool = True) -> Any:
+    """The store's engine; read-only commands pass ``migrate=False`` (no DDL, so a read-only role can run them)."""
     from re_pipeline.kg import connect
 
-    return connect(_settings(args))
+    return connect(_settings(args), migrate=migrate)
 
 
 def _print_counts(title: str, counts: dict[str, Any]) -> None:
@@ -116,7 +117,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             summary = path.read_text().splitlines()[0].lstrip("- ")
             print(f"{name:<28} {summary}  params: {', '.join(queries.query_params(path.read_text())) or '-'}")
         return 0
-    engine = _engine(args)
+    engine = _engine(args, migrate=False)
     if args.name:
         result = queries.run_named(engine, args.name, params, _settings(args).query_timeout_ms)
     elif args.sql:
@@ -132,7 +133,7 @@ def cmd_facts(args: argparse.Namespace) -> int:
     from re_pipeline.kg import queries
 
     result = queries.facts(
-        _engine(args),
+        _engine(args, migrate=False),
         entity=args.entity,
         relation=args.relation,
         min_confidence=args.min_confidence,

@@ -75,11 +75,13 @@ def train_models(
     registry = Registry(Path(models_dir))
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     trainers = {"spert": _train_spert, "coref": _train_coref, "docred": _train_docred}
+    evaluated_on = f"{Path(corpus or spec.corpus).name} [{spec.dev.start}:{spec.dev.stop}]"
     results = {}
     for role in roles:
         name = f"{role}-{profile}-{stamp}"
         metrics = trainers[role](spec, train, dev, registry.root / name, encoder, device)
-        results[role] = {"name": name, "metrics": metrics, "promoted": registry.register(role, name, metrics, promote)}
+        promoted = registry.register(role, name, metrics, promote, evaluated_on)
+        results[role] = {"name": name, "metrics": metrics, "promoted": promoted}
     return results
 
 

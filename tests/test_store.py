@@ -46,6 +46,17 @@ def _aggregates_match_evidence(engine: sa.engine.Engine) -> bool:
     return _scalar(engine, sql) == 0
 
 
+def test_a_nodes_name_does_not_depend_on_load_order(engine: sa.engine.Engine) -> None:
+    names = []
+    for order in (["United States", "The United States"], ["The United States", "United States"]):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE fact_evidence, facts, mentions, doc_entities, entities, documents CASCADE")
+        for i, name in enumerate(order):  # one shard each, as two loads
+            loader.load_documents(engine, [_doc(f"d{i}", [], names=("Angela Merkel", name, "Paris"))], None)
+        names.append(_scalar(engine, "SELECT canonical_name FROM entities WHERE norm_key = 'united states'"))
+    assert names == ["The United States", "The United States"]  # the smallest, whichever loaded first
+
+
 def test_schema_applies_once_and_twice(migrated_engine: sa.engine.Engine) -> None:
     assert schema.apply(migrated_engine) == []  # already applied by the fixture
     states = schema.status(migrated_engine)
@@ -54,6 +65,26 @@ def test_schema_applies_once_and_twice(migrated_engine: sa.engine.Engine) -> Non
     assert _scalar(migrated_engine, "SELECT count(*) FROM relation_types WHERE schema_name = 'wikidata'") == 96
     assert _scalar(migrated_engine, "SELECT count(*) FROM relation_types WHERE schema_name = 'conll04'") == 5
     assert _scalar(migrated_engine, "SELECT inverse_of FROM relation_types WHERE relation_id = 'P150'") == "P131"
+    with migrated_engine.begin() as conn:  # the types are rewritten only where they differ: no dead rows
+        before = conn.execute(sa.text("SELECT xmin::text FROM relation_types ORDER BY relation_id")).scalars().all()
+    schema.apply(migrated_engine)
+    with migrated_engine.begin() as conn:
+        after = conn.execute(sa.text("SELECT xmin::text FROM relation_types ORDER BY relation_id")).scalars().all()
+    assert after == before
+
+
+def test_a_migration_edited_after_it_was_applied_is_refused(migrated_engine: sa.engine.Engine) -> None:
+    with migrated_engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE version = '002'")
+    try:
+        with pytest.raises(RuntimeError, match=r"002_views\.sql changed after it was applied"):
+            schema.apply(migrated_engine)
+    finally:
+        with migrated_engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE schema_migrations SET checksum = :c WHERE version = '002'"),
+                {"c": schema.migrations()[1].checksum},
+            )
 
 
 def test_constraints_guard_invariants(engine: sa.engine.Engine) -> None:
@@ -101,11 +132,13 @@ def test_invalid_results_are_quarantined_and_the_rest_loads(engine: sa.engine.En
     bad_index = _doc("bad2", [(0, 7, "P27", 0.9)])
     bad_date = _doc("bad3", [(0, 1, "P27", 0.9)])
     bad_date.date = "31/12/2024"  # from a Parquet file another tool wrote: COPY would fail the whole shard
-    docs = [bad_type, _doc("ok", [(0, 1, "P27", 0.9)]), bad_index, bad_date]
+    twice = _doc("ok", [(0, 1, "P17", 0.9)])  # a second row for a document id: the shard's writer erred
+    docs = [bad_type, _doc("ok", [(0, 1, "P27", 0.9)]), bad_index, bad_date, twice]
     report = loader.load_documents(engine, docs, None)
-    assert report.counts["loaded"] == 1 and report.counts["quarantined"] == 3
+    assert report.counts["loaded"] == 1 and report.counts["quarantined"] == 4
     with engine.connect() as conn:
         reasons = dict(conn.execute(sa.text("SELECT source, reason FROM quarantine")).fetchall())
+    assert reasons["ok"] == "document id 'ok' appears again in this shard"
     assert "unknown relation type 'NOT_A_RELATION'" in reasons["bad1"]
     assert "does not exist" in reasons["bad2"]
     assert "not an ISO date" in reasons["bad3"]

@@ -75,7 +75,8 @@ _DOCUMENTS_SQL = """
 _INSERT_NODES_SQL = """
     INSERT INTO entities (type, norm_key, canonical_name)
     SELECT type, norm_key, name FROM stage_nodes ORDER BY type, norm_key
-    ON CONFLICT (type, norm_key) DO NOTHING"""
+    ON CONFLICT (type, norm_key) DO UPDATE SET canonical_name = EXCLUDED.canonical_name
+    WHERE EXCLUDED.canonical_name < entities.canonical_name"""  # the smallest name whatever the load order
 _NODE_IDS_SQL = """
     SELECT n.node, (SELECT e.entity_id FROM entities e WHERE e.type = n.type AND e.norm_key = n.norm_key)
     FROM stage_nodes n"""
@@ -300,9 +301,13 @@ def load_documents(
     relation_types = relation_types if relation_types is not None else relation_type_ids(engine)
     params = {"run": run_id, "at": extracted_at or datetime.now(UTC)}
     staged: list[_Staged] = []
+    seen: set[str] = set()
     for doc in docs:
         report.counts["documents"] += 1
-        problem = validate(doc, relation_types)
+        problem = validate(doc, relation_types) or (
+            f"document id {doc.doc_id!r} appears again in this shard" if doc.doc_id in seen else None
+        )
+        seen.add(doc.doc_id)
         if problem:
             report.counts["quarantined"] += 1
             report.quarantined.append(Quarantined(doc.doc_id, doc.text[:2000], problem))

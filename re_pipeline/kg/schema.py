@@ -84,8 +84,15 @@ def apply(engine: Engine) -> list[Migration]:
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
             _ensure_table(conn)
-            done = conn.execute(sa.text("SELECT 1 FROM schema_migrations WHERE version = :v"), {"v": m.version})
-            if done.first():
+            done = conn.execute(
+                sa.text("SELECT checksum, applied_at FROM schema_migrations WHERE version = :v"), {"v": m.version}
+            ).first()
+            if done is not None:
+                if done.checksum != m.checksum:
+                    raise RuntimeError(
+                        f"migration {m.path.name} changed after it was applied to this database ({done.applied_at}):"
+                        " restore the file and put the change in a new numbered migration"
+                    )
                 continue
             conn.exec_driver_sql(m.sql)
             conn.execute(
@@ -112,11 +119,17 @@ def seed_relation_types(conn: Connection) -> None:
             " VALUES (:id, :schema, :name, :desc, :sym)"
             " ON CONFLICT (relation_id) DO UPDATE SET schema_name = EXCLUDED.schema_name,"
             " name = EXCLUDED.name, description = EXCLUDED.description, is_symmetric = EXCLUDED.is_symmetric"
+            " WHERE (relation_types.schema_name, relation_types.name, relation_types.description,"
+            " relation_types.is_symmetric) IS DISTINCT FROM"
+            " (EXCLUDED.schema_name, EXCLUDED.name, EXCLUDED.description, EXCLUDED.is_symmetric)"
         ),
         rows := relation_type_rows(),
     )
     # Inverses reference other rows, so they are set once all rows exist.
     conn.execute(
-        sa.text("UPDATE relation_types SET inverse_of = :inv WHERE relation_id = :id"),
+        sa.text(
+            "UPDATE relation_types SET inverse_of = :inv"
+            " WHERE relation_id = :id AND inverse_of IS DISTINCT FROM CAST(:inv AS text)"
+        ),
         [r for r in rows if r["inv"]],
     )
