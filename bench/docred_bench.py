@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import median, update_section
+from bench.report import median, per_round_ratio, update_section
 from re_pipeline.config import PROJECT_DIR, DocRETrainConfig, Settings, from_args
 
 ATLOP = (
@@ -59,8 +59,7 @@ def time_inference(predictor, docs, batch_size: int, repeats: int) -> dict[str, 
         runs.append(time.perf_counter() - start)
         floors.append(encoder_floor(predictor, predictor.features(fresh), batch_size))
     t, f = median(runs), median(floors)
-    ratio = median([r / fl for r, fl in zip(runs, floors, strict=True)])
-    return {"seconds": t, "floor": f, "ratio": ratio, "docs_per_s": len(docs) / t}
+    return {"seconds": t, "floor": f, "ratio": per_round_ratio(runs, floors), "docs_per_s": len(docs) / t}
 
 
 def describe(config: Any) -> str:

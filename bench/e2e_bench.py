@@ -23,7 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import median, peak_rss_kib, publish  # noqa: E402
+from bench.report import median, peak_rss_kib, per_round_ratio, publish  # noqa: E402
 from re_pipeline.config import RUNTIMES  # noqa: E402
 from re_pipeline.coref import gold_pairs  # noqa: E402
 from re_pipeline.coref_metrics import coref_scores  # noqa: E402
@@ -84,11 +84,6 @@ def timed_run(extractor: Extractor, docs: list[Document]) -> tuple[float, float,
     return wall, clock.seconds, stats, docs
 
 
-def per_round(numerators: list[float], denominators: list[float]) -> float:
-    """The median of the ratios of the same rounds (runs are interleaved, so each ratio is like for like)."""
-    return median([n / d for n, d in zip(numerators, denominators, strict=True)])
-
-
 def runtime_table(
     walls: dict[str, list[float]], floors: dict[str, list[float]], outputs: dict[str, list[Document]], n_docs: int
 ) -> str:
@@ -105,8 +100,8 @@ def runtime_table(
         same = sum(triples(a) == triples(b) for a, b in zip(outputs[runtime], outputs[first], strict=True))
         rows.append(
             f"| {runtime} | {n_docs / median(walls[runtime]):.2f} | {median(floors[runtime]):.1f} "
-            f"| {per_round(walls[runtime], floors[runtime]):.2f}x "
-            f"| {per_round(walls[first], walls[runtime]):.2f}x | {same} of {n_docs} documents |"
+            f"| {per_round_ratio(walls[runtime], floors[runtime]):.2f}x "
+            f"| {per_round_ratio(walls[first], walls[runtime]):.2f}x | {same} of {n_docs} documents |"
         )
     return "\n".join(rows)
 
@@ -193,7 +188,7 @@ def main() -> None:
     runs = ", ".join(f"{r:.2f}" for r in ratios)
     wall, floor = median(walls[first]), median(floors[first])
     speed = f"""Speed (median of {args.runs} runs): **{len(dev) / wall:.2f} documents/s**; job {wall:.1f} s,
-encoder floor {floor:.1f} s, job / floor **{median(ratios):.2f}x** (runs: {runs})."""
+encoder floor {floor:.1f} s, job / floor **{per_round_ratio(walls[first], floors[first]):.2f}x** (runs: {runs})."""
     if len(extractors) > 1:
         speed += "\n\n" + runtime_table(walls, floors, outputs, len(dev))
     body = f"""

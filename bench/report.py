@@ -67,6 +67,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def per_round_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """The median of the ratios of the same rounds: rounds are interleaved, so each ratio is like for like."""
+    return median([n / d for n, d in zip(numerators, denominators, strict=True)])
+
+
 def update_section(title: str, body: str) -> None:
     """Replace (or append) the section ``## title`` with ``body``, stamped with the command."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import median, update_section
+from bench.report import median, per_round_ratio, update_section
 from re_pipeline.config import PROJECT_DIR, Settings, SpertTrainConfig
 from re_pipeline.encoder import encode, word_batches
 from re_pipeline.inference import CALIBRATION_SENTENCES
@@ -83,10 +83,7 @@ def inference_speeds(
             floor[name].append(len(sentences) / (time.perf_counter() - start))
     first = full[next(iter(predictors))]
     return {
-        name: Speed(
-            median(full[name]), median(floor[name]), median([a / b for a, b in zip(full[name], first, strict=True)])
-        )
-        for name in predictors
+        name: Speed(median(full[name]), median(floor[name]), per_round_ratio(full[name], first)) for name in predictors
     }
 
 

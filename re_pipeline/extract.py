@@ -14,7 +14,6 @@ quarantined with the error, and the rest of its shard goes on.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -263,7 +262,3 @@ def write_results(target: Path, docs: list[Document], quarantined: list[Quaranti
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), INPUT_DIGEST: input_digest.encode()})
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, target)
-
-
-def write_summary(path: str | Path, stats: ExtractStats, versions: dict[str, str]) -> None:
-    Path(path).write_text(json.dumps({"versions": versions, **stats.as_dict()}, indent=2) + "\n")

@@ -35,6 +35,11 @@ def _run(engine: Engine, command: str, counts: Counter[str], run_id: int | None,
         yield new_id
 
 
+def write_summary(out_dir: Path, stats: Any, versions: dict[str, str]) -> None:
+    """The extraction job's counts and the model versions it used, beside its result shards."""
+    (out_dir / SUMMARY_FILE).write_text(json.dumps({"versions": versions, **stats.as_dict()}, indent=2) + "\n")
+
+
 def recorded_versions(shards: Iterable[Path]) -> dict[str, str]:
     """The model versions the extraction job wrote beside these result shards (``extract_summary.json``);
     a role that several summaries name differently lists both names."""
@@ -112,7 +117,7 @@ def extract(
 ) -> Any:
     """Run the extraction job over ingested shards with the registry's current models."""
     from re_pipeline.config import Settings
-    from re_pipeline.extract import Extractor, extract_shards, write_summary
+    from re_pipeline.extract import Extractor, extract_shards
 
     settings = settings or Settings.load()
     extractor = Extractor.from_registry(
@@ -123,7 +128,7 @@ def extract(
         **options,
     )
     stats = extract_shards(shard_paths(shards), out_dir, extractor, progress=progress)
-    write_summary(Path(out_dir) / SUMMARY_FILE, stats, extractor.versions)
+    write_summary(Path(out_dir), stats, extractor.versions)
     return stats
 
 

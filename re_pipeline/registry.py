@@ -45,11 +45,8 @@ class Registry:
         """One writer at a time (two training tasks may finish together); readers need no lock."""
         self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / "registry.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def _write(self, data: dict[str, Any]) -> None:
         with tempfile.NamedTemporaryFile("w", dir=self.root, suffix=".tmp", delete=False) as f:
